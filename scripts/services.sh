@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Makes sure a Redis and a Postgres answer for boxoffice, and writes the URLs to
+# use into .dev/env (the Makefile sources it).
+#
+# For each of REDIS_URL and DATABASE_URL (API.md defaults when unset):
+#   - something answers and lets us in: use it;
+#   - nothing answers on a loopback address: start a project-local server there;
+#   - something answers but refuses us (say, a system Postgres with password
+#     auth) and the URL was not given explicitly: start a project-local server on
+#     a spare port instead, and use that.
+# Missing server binaries are installed with apt-get. No system configuration is
+# changed: project-local servers live under .dev/ and listen on 127.0.0.1 only.
+#
+#   scripts/services.sh         ensure both are up
+#   scripts/services.sh stop    stop the project-local servers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEV=$ROOT/.dev
+mkdir -p "$DEV"
+
+DEFAULT_REDIS_URL=redis://127.0.0.1:6379
+DEFAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/boxoffice
+SPARE_REDIS_PORT=56379
+SPARE_PG_PORT=55432
+
+log() { echo "services: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run: $*"; fi
+}
+
+APT_UPDATED=
+apt_install() {
+  command -v apt-get >/dev/null || die "$* missing and there is no apt-get: install $* and retry"
+  log "installing $* with apt-get"
+  if [ -z "$APT_UPDATED" ]; then
+    as_root apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- URL parsing: scheme://[user[:pass]@]host[:port][/db] -------------------------
+url_host() { local r=${1#*://}; r=${r##*@}; r=${r%%/*}; r=${r%%\?*}; echo "${r%%:*}"; }
+url_port() {
+  local r=${1#*://}; r=${r##*@}; r=${r%%/*}; r=${r%%\?*}
+  if [[ $r == *:* ]]; then echo "${r##*:}"; else echo "$2"; fi
+}
+url_user() { local r=${1#*://}; if [[ $r == *@* ]]; then r=${r%%@*}; echo "${r%%:*}"; else echo postgres; fi; }
+is_loopback() { [[ $1 == 127.* || $1 == localhost || $1 == ::1 || $1 == "[::1]" ]]; }
+with_port() { # with_port URL PORT -> URL with host:port replaced by 127.0.0.1:PORT
+  local scheme=${1%%://*} rest=${1#*://} auth="" path=""
+  if [[ $rest == *@* ]]; then auth="${rest%%@*}@"; rest=${rest#*@}; fi
+  if [[ $rest == */* ]]; then path="/${rest#*/}"; fi
+  echo "${scheme}://${auth}127.0.0.1:$2${path}"
+}
+pg_base() { local u=${1%%\?*}; local rest=${u#*://}; if [[ $rest == */* ]]; then echo "${u%/*}"; else echo "$u"; fi; }
+
+# --- Redis ---------------------------------------------------------------------------
+ensure_redis_binaries() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+}
+
+redis_state() { # answers with: ok | refused | none
+  local out
+  out=$(timeout 5 redis-cli -u "$1" ping 2>&1) || true
+  case "$out" in
+    *PONG*) echo ok ;;
+    *"Connection refused"*|*"Could not connect"*|"") echo none ;;
+    *) echo refused ;;
+  esac
+}
+
+start_redis() { # start_redis PORT
+  local dir=$DEV/redis-$1
+  mkdir -p "$dir"
+  log "starting project-local redis-server on 127.0.0.1:$1 (data: $dir)"
+  redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
+  for _ in $(seq 50); do
+    [ "$(redis_state "redis://127.0.0.1:$1")" = ok ] && return 0
+    sleep 0.1
+  done
+  die "redis-server did not come up on port $1; see $dir/redis.log"
+}
+
+resolve_redis() {
+  local url=${REDIS_URL:-$DEFAULT_REDIS_URL} explicit=${REDIS_URL:+1}
+  ensure_redis_binaries
+  case "$(redis_state "$url")" in
+    ok) ;;
+    none)
+      is_loopback "$(url_host "$url")" || die "no Redis answers at $url"
+      start_redis "$(url_port "$url" 6379)" ;;
+    refused)
+      [ -z "$explicit" ] || die "Redis at $url answers but refuses us; fix REDIS_URL"
+      url=$(with_port "$url" $SPARE_REDIS_PORT)
+      log "the Redis on the default port is not usable; using a project-local one at $url"
+      [ "$(redis_state "$url")" = ok ] || start_redis $SPARE_REDIS_PORT ;;
+  esac
+  REDIS_URL=$url
+}
+
+# --- Postgres ------------------------------------------------------------------------
+PGBIN=
+ensure_pg_binaries() {
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$PGBIN" ] || ! command -v psql >/dev/null; then
+    apt_install postgresql
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  fi
+  [ -x "$PGBIN/initdb" ] || die "no initdb found under /usr/lib/postgresql after installing postgresql"
+}
+
+pg_state() { # answers with: ok | refused | none
+  if timeout 10 psql "$(pg_base "$1")/postgres" -qtAc 'select 1' >/dev/null 2>&1; then echo ok; return; fi
+  local host port
+  host=$(url_host "$1"); port=$(url_port "$1" 5432)
+  if timeout 5 "$PGBIN/pg_isready" -q -h "$host" -p "$port" >/dev/null 2>&1; then echo refused
+  elif timeout 5 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then echo refused
+  else echo none; fi
+}
+
+run_as_pg() { # the server refuses to run as root: use the postgres account then
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_data_dir() { # .dev/ if the server's account can reach it, else a private dir in /var/tmp
+  local dir=$DEV/pg-$1
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DEV" 2>/dev/null; then
+    dir=/var/tmp/boxoffice-$(echo "$ROOT" | cksum | cut -d' ' -f1)/pg-$1
+  fi
+  echo "$dir"
+}
+
+start_postgres() { # start_postgres PORT USER
+  local port=$1 user=$2 dir
+  dir=$(pg_data_dir "$port")
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    log "creating a project-local Postgres cluster in $dir (trust auth on 127.0.0.1:$port)"
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir" && chmod 700 "$dir"
+    run_as_pg "$PGBIN/initdb" -D "$dir" -U "$user" --auth=trust --encoding=UTF8 --locale=C >/dev/null
+  fi
+  log "starting project-local Postgres on 127.0.0.1:$port"
+  # A development server: fsync off trades crash safety for fast test databases.
+  run_as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o \
+    "-c port=$port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir \
+     -c max_connections=300 -c shared_buffers=256MB -c fsync=off -c full_page_writes=off" \
+    start >/dev/null || die "Postgres did not start; see $dir/server.log"
+}
+
+resolve_postgres() {
+  local url=${DATABASE_URL:-$DEFAULT_DATABASE_URL} explicit=${DATABASE_URL:+1}
+  ensure_pg_binaries
+  case "$(pg_state "$url")" in
+    ok) ;;
+    none)
+      is_loopback "$(url_host "$url")" || die "no Postgres answers at $url"
+      start_postgres "$(url_port "$url" 5432)" "$(url_user "$url")" ;;
+    refused)
+      [ -z "$explicit" ] || die "Postgres at $url answers but refuses us; fix DATABASE_URL"
+      url=$(with_port "$url" $SPARE_PG_PORT)
+      log "the Postgres on the default port is not usable; using a project-local one at $url"
+      [ "$(pg_state "$url")" = ok ] || start_postgres $SPARE_PG_PORT "$(url_user "$url")" ;;
+  esac
+  [ "$(pg_state "$url")" = ok ] || die "Postgres at $url still does not let us in"
+  DATABASE_URL=$url
+}
+
+stop_all() {
+  local d
+  for d in "$DEV"/redis-*/redis.pid; do
+    [ -f "$d" ] && kill "$(cat "$d")" 2>/dev/null && log "stopped redis ($(dirname "$d"))"
+  done
+  for d in "$DEV"/pg-* /var/tmp/boxoffice-"$(echo "$ROOT" | cksum | cut -d' ' -f1)"/pg-*; do
+    [ -f "$d/postmaster.pid" ] || continue
+    ensure_pg_binaries
+    run_as_pg "$PGBIN/pg_ctl" -D "$d" -m fast stop >/dev/null && log "stopped postgres ($d)"
+  done
+  return 0
+}
+
+if [ "${1:-}" = stop ]; then stop_all; exit 0; fi
+
+resolve_redis
+resolve_postgres
+cat > "$DEV/env" <<EOF
+export REDIS_URL='$REDIS_URL'
+export DATABASE_URL='$DATABASE_URL'
+export PG_BASE='$(pg_base "$DATABASE_URL")'
+EOF
+log "redis    $REDIS_URL"
+log "postgres $DATABASE_URL"

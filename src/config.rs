@@ -1,0 +1,201 @@
+//! Every environment variable boxoffice reads, parsed and validated in one place.
+//!
+//! A bad value stops the process at start with one line naming the variable, so a
+//! typo in a deployment is found before the first fan arrives, not during the sale.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The secret used when `AUTH_SECRET` is unset. Good for a laptop, fatal in production:
+/// anyone who reads this file can mint tokens, which is why start-up warns loudly.
+pub const DEV_AUTH_SECRET: &str = "boxoffice-dev-secret-do-not-use-in-production";
+
+/// The whole configuration of one `boxoffice serve` process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub redis_url: String,
+    pub database_url: String,
+    pub auth_secret: String,
+    /// True when `AUTH_SECRET` was unset and [`DEV_AUTH_SECRET`] is in use.
+    pub auth_secret_is_default: bool,
+    /// `None` switches the admin endpoints off (they answer 404).
+    pub admin_key: Option<String>,
+    pub admission_rate: u32,
+    /// 0 means no cap.
+    pub max_active: u32,
+    pub active_ttl: Duration,
+    pub hold_ttl: Duration,
+    pub max_holds_per_user: u32,
+    pub waiting_idle: Duration,
+    pub redis_prefix: String,
+}
+
+/// A variable that is present but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can pass a map instead of
+    /// mutating the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).filter(|v| !v.is_empty());
+        let auth_secret = get("AUTH_SECRET");
+        let auth_secret_is_default = auth_secret.is_none();
+        let auth_secret = auth_secret.unwrap_or_else(|| DEV_AUTH_SECRET.to_owned());
+        if auth_secret.len() < 16 {
+            return Err(ConfigError {
+                var: "AUTH_SECRET",
+                value: "<hidden>".into(),
+                reason: "must be at least 16 bytes long".into(),
+            });
+        }
+        let redis_prefix = get("REDIS_PREFIX").unwrap_or_else(|| "bo".into());
+        if !redis_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            || redis_prefix.len() > 64
+        {
+            return Err(ConfigError {
+                var: "REDIS_PREFIX",
+                value: redis_prefix,
+                reason: "use 1 to 64 characters of A-Z a-z 0-9 - _ . :".into(),
+            });
+        }
+        Ok(Config {
+            http_addr: parse(&get, "HTTP_ADDR", "127.0.0.1:8080", |v| {
+                v.parse::<SocketAddr>().map_err(|e| e.to_string())
+            })?,
+            redis_url: parse(&get, "REDIS_URL", "redis://127.0.0.1:6379", |v| {
+                if v.starts_with("redis://") || v.starts_with("rediss://") {
+                    Ok(v.to_owned())
+                } else {
+                    Err("must start with redis:// or rediss://".into())
+                }
+            })?,
+            database_url: parse(
+                &get,
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/boxoffice",
+                |v| {
+                    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                        Ok(v.to_owned())
+                    } else {
+                        Err("must start with postgres://".into())
+                    }
+                },
+            )?,
+            auth_secret,
+            auth_secret_is_default,
+            admin_key: get("ADMIN_KEY"),
+            admission_rate: parse(&get, "ADMISSION_RATE", "100", |v| int_in(v, 1, 1_000_000))?,
+            max_active: parse(&get, "MAX_ACTIVE", "1000", |v| int_in(v, 0, 100_000_000))?,
+            active_ttl: parse(&get, "ACTIVE_TTL_SECS", "600", secs)?,
+            hold_ttl: parse(&get, "HOLD_TTL_SECS", "300", secs)?,
+            max_holds_per_user: parse(&get, "MAX_HOLDS_PER_USER", "4", |v| int_in(v, 1, 1000))?,
+            waiting_idle: parse(&get, "WAITING_IDLE_SECS", "300", secs)?,
+            redis_prefix,
+        })
+    }
+}
+
+fn parse<T>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+    f: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let value = get(var).unwrap_or_else(|| default.to_owned());
+    f(value.trim()).map_err(|reason| ConfigError { var, value, reason })
+}
+
+fn int_in(v: &str, min: u32, max: u32) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+/// A duration in whole seconds, 1 second to 1 week.
+fn secs(v: &str) -> Result<Duration, String> {
+    int_in(v, 1, 7 * 24 * 3600).map(|n| Duration::from_secs(n.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_api_table() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(
+            c.database_url,
+            "postgres://postgres@127.0.0.1:5432/boxoffice"
+        );
+        assert!(c.auth_secret_is_default);
+        assert_eq!(c.admin_key, None);
+        assert_eq!(c.admission_rate, 100);
+        assert_eq!(c.max_active, 1000);
+        assert_eq!(c.active_ttl, Duration::from_secs(600));
+        assert_eq!(c.hold_ttl, Duration::from_secs(300));
+        assert_eq!(c.max_holds_per_user, 4);
+        assert_eq!(c.waiting_idle, Duration::from_secs(300));
+        assert_eq!(c.redis_prefix, "bo");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("HTTP_ADDR", "localhost"),
+            ("REDIS_URL", "http://x"),
+            ("DATABASE_URL", "mysql://x"),
+            ("ADMISSION_RATE", "0"),
+            ("ADMISSION_RATE", "fast"),
+            ("MAX_ACTIVE", "-1"),
+            ("ACTIVE_TTL_SECS", "0"),
+            ("HOLD_TTL_SECS", "1.5"),
+            ("MAX_HOLDS_PER_USER", "0"),
+            ("WAITING_IDLE_SECS", "99999999"),
+            ("REDIS_PREFIX", "has space"),
+            ("AUTH_SECRET", "short"),
+        ] {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var);
+            assert!(err.to_string().starts_with(&format!("invalid {var}=")));
+        }
+    }
+
+    #[test]
+    fn explicit_values_are_used() {
+        let c = config(&[
+            ("ADMIN_KEY", "k"),
+            ("MAX_ACTIVE", "0"),
+            ("AUTH_SECRET", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_key.as_deref(), Some("k"));
+        assert_eq!(c.max_active, 0);
+        assert!(!c.auth_secret_is_default);
+    }
+}

@@ -1,0 +1,193 @@
+//! Request extractors that answer every rejection with the API's error body:
+//! JSON bodies, path and query parameters, the user's bearer token, the admin key
+//! and the `Idempotency-Key` header.
+
+use crate::AppState;
+use crate::error::Error;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// A JSON body. The content type is not insisted on (clients that forget the
+/// header are common under load tools); an empty body reads as `{}`, so `POST
+/// /users` may be sent with none.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge
+                } else {
+                    Error::bad_request("the request body could not be read")
+                }
+            })?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// Parses a JSON body into `T`, with a message that says what was wrong.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() {
+            "malformed JSON"
+        } else {
+            "invalid request body"
+        };
+        Error::bad_request(format!("{what}: {e}"))
+    })
+}
+
+/// Path parameters; a value that does not parse is a `400`.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| Error::bad_request(format!("invalid path parameter: {}", e.body_text())))
+    }
+}
+
+/// Query parameters; a value that does not parse is a `400`.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| Error::bad_request(format!("invalid query: {}", e.body_text())))
+    }
+}
+
+/// The authenticated user, from `Authorization: Bearer <jwt>`.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthUser(pub i64);
+
+impl FromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Error> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| Error::unauthorized("an Authorization: Bearer token is required"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or_else(|| {
+                Error::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
+        app.tokens
+            .verify(token)
+            .map(AuthUser)
+            .map_err(|e| Error::unauthorized(e.to_string()))
+    }
+}
+
+/// Proof of the admin key (`X-Admin-Key`). While `ADMIN_KEY` is unset the admin
+/// endpoints do not exist: `404`.
+pub struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Error> {
+        let Some(expected) = app.config.admin_key.as_deref() else {
+            return Err(Error::no_route());
+        };
+        let given = parts.headers.get("x-admin-key").map(|v| v.as_bytes());
+        match given {
+            Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(Admin),
+            _ => Err(Error::unauthorized("a valid X-Admin-Key is required")),
+        }
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The optional `Idempotency-Key` header.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = value
+            .to_str()
+            .map_err(|_| Error::bad_request("Idempotency-Key must be visible ASCII"))?;
+        crate::idempotency::validate_key(key)?;
+        Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Charge {
+        #[allow(dead_code)]
+        amount: i64,
+    }
+
+    #[test]
+    fn bodies_parse_or_say_why() {
+        assert!(parse::<Charge>(br#"{"amount": 5}"#).is_ok());
+        for bad in [
+            &b"{not json"[..],
+            br#"{"amount":"5"}"#,
+            br#"{"amount":1.5}"#,
+            b"",
+            b"[]",
+        ] {
+            let e = parse::<Charge>(bad).unwrap_err();
+            assert_eq!(
+                e.code(),
+                "invalid_request",
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(parse::<serde_json::Value>(b"  ").is_ok());
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,167 @@
+//! The HTTP surface: the routes of API.md and the layers every request passes.
+//!
+//! Handlers are thin: parse, call one domain function, map the result. Whatever
+//! fails (a handler, an extractor, an unknown route, a wrong method, a body that
+//! is too large, a timeout, a panic) answers with the API's error envelope.
+
+mod admin;
+mod balance;
+mod catalog;
+pub mod extract;
+mod ops;
+mod users;
+
+use crate::AppState;
+use crate::error::{Enveloped, Error, envelope};
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::middleware::{from_fn, map_response};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// Request bodies over this size are refused with `413` (API.md).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A request still running after this long is answered `503`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(app: Arc<AppState>) -> Router {
+    let routes = Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/admin/concerts", post(admin::create_concert))
+        .route(
+            "/admin/concerts/{concert_id}/schedules",
+            post(admin::create_schedule),
+        )
+        .route("/concerts", get(catalog::list_concerts))
+        .route("/concerts/{concert_id}", get(catalog::concert))
+        .route("/users", post(users::create_user))
+        .route("/balance", get(balance::balance))
+        .route("/balance/charge", post(balance::charge))
+        .route("/balance/history", get(balance::history))
+        .fallback(|| async { Error::no_route() })
+        .method_not_allowed_fallback(|| async {
+            envelope(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        });
+    with_layers(routes).with_state(app)
+}
+
+/// The layers every route passes, innermost first. `Router::layer` wraps each
+/// route on its own, so every layer sees the matched route template.
+fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Outside everything that may answer with a bare error body.
+        .layer(map_response(envelope_bare_errors))
+        // Outermost, so it counts the status the client finally gets.
+        .layer(from_fn(crate::telemetry::track_request))
+}
+
+/// The safety net: an error response that some layer or library produced with a
+/// bare body (a `413` from the body limit, a `503` from the timeout) gets the
+/// API's envelope. Responses built by [`Error`] are marked and pass untouched.
+async fn envelope_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<Enveloped>().is_some()
+    {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not accept that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "request body is larger than 64 KiB")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("unavailable", "the request took too long; retry shortly")
+        }
+        StatusCode::UNAUTHORIZED => ("unauthorized", "authentication is required"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("invalid_request", "the request could not be processed"),
+    };
+    let mut enveloped = envelope(status, code, message);
+    // Keep what the original answer said beyond its body, e.g. `Allow` on a 405.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            enveloped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    enveloped
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %detail, "request handler panicked");
+    Error::Internal("handler panicked".into()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn call(router: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_with_the_envelope() {
+        let router = with_layers(Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("secret detail");
+                }
+            }),
+        ));
+        let (status, body) = call(router, Request::get("/boom").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("secret detail"));
+    }
+
+    #[tokio::test]
+    async fn bare_library_errors_get_the_envelope() {
+        let router = with_layers(Router::new().route(
+            "/echo",
+            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        ));
+        let big = vec![b'a'; MAX_BODY_BYTES + 1];
+        let request = Request::post("/echo")
+            .header(header::CONTENT_LENGTH, big.len())
+            .body(Body::from(big))
+            .unwrap();
+        let (status, body) = call(router, request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["error"]["code"], "payload_too_large");
+    }
+}

@@ -1,0 +1,179 @@
+//! boxoffice: a Redis-centric waiting-queue and seat-booking engine for
+//! traffic-spike ticket sales.
+//!
+//! One binary in front of Redis (everything hot: queues, holds, the live seat
+//! map) and Postgres (everything durable: money, the catalog, confirmed sales).
+//! [`App`] wires the two stores, the HTTP routes and the background tasks; `main`
+//! and the integration tests both start the service through it.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod money;
+pub mod seed;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod users;
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::store::{Keys, Redis};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// How long `serve` waits for Postgres at start before giving up.
+const POSTGRES_START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub config: Config,
+    pub pg: PgPool,
+    pub redis: Redis,
+    pub keys: Keys,
+    pub tokens: TokenKeys,
+    pub metrics: &'static PrometheusHandle,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Postgres(#[from] store::postgres::SetupError),
+    #[error("REDIS_URL is not usable: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A ready-to-serve boxoffice: stores connected, database migrated.
+pub struct App {
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Prepares the database (creating it and migrating if needed; waits for
+    /// Postgres up to 30 s), connects to Redis (without waiting for it) and loads
+    /// the Lua scripts.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        if config.auth_secret_is_default {
+            tracing::warn!(
+                "AUTH_SECRET is unset: using the built-in development secret. Anyone can mint \
+                 access tokens for this server. Set AUTH_SECRET before real use."
+            );
+        }
+        store::postgres::prepare_with_retry(&config.database_url, POSTGRES_START_PATIENCE).await?;
+        let pg = store::postgres::pool(&config.database_url)?;
+        let redis = Redis::connect(&config.redis_url)?;
+        redis.load_scripts(Duration::from_secs(2)).await;
+        Ok(App {
+            state: Arc::new(AppState {
+                keys: Keys::new(config.redis_prefix.clone()),
+                tokens: TokenKeys::new(&config.auth_secret),
+                metrics: telemetry::metrics(),
+                config,
+                pg,
+                redis,
+            }),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Binds `HTTP_ADDR` and serves until `shutdown` resolves.
+    pub async fn serve_on_config_addr(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let addr = self.state.config.http_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        tracing::info!(%addr, "boxoffice listening");
+        self.serve(listener, shutdown).await;
+        Ok(())
+    }
+
+    /// Serves on `listener` with the background tasks running, until `shutdown`
+    /// resolves; then lets requests in flight finish and stops the tasks.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(metrics_upkeep());
+        tasks.spawn(idempotency_sweeper(self.state.pg.clone()));
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server stopped with an error");
+        }
+        tasks.shutdown().await;
+        self.state.redis.quit().await;
+        self.state.pg.close().await;
+    }
+}
+
+/// Histograms need periodic upkeep to bound their memory.
+async fn metrics_upkeep() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        telemetry::metrics().run_upkeep();
+    }
+}
+
+/// Deletes stored idempotent answers past their retention, hourly.
+async fn idempotency_sweeper(pg: PgPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match idempotency::sweep(&pg).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "swept old idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "idempotency sweep failed; will retry"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,30 @@
+//! Users that boxoffice creates itself (`POST /users`).
+//!
+//! Users of a platform that mints its own tokens are not created here: their id
+//! comes signed in the token, and they get a row on their first write.
+
+use crate::error::Result;
+use sqlx::PgPool;
+
+/// Creates a user with a zero balance and returns the id.
+///
+/// The identity column also accepts platform-chosen ids, so a generated id may
+/// already be taken by such a user; the insert then skips that id and tries the
+/// next one instead of failing or merging two people into one account.
+pub async fn create_user(pg: &PgPool) -> Result<i64> {
+    loop {
+        let id: Option<i64> = sqlx::query_scalar(
+            "WITH u AS (
+                 INSERT INTO users DEFAULT VALUES ON CONFLICT (id) DO NOTHING RETURNING id
+             ), b AS (
+                 INSERT INTO balance (user_id) SELECT id FROM u
+             )
+             SELECT id FROM u",
+        )
+        .fetch_optional(pg)
+        .await?;
+        if let Some(id) = id {
+            return Ok(id);
+        }
+    }
+}
