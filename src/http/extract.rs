@@ -35,11 +35,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 }
 
 /// Parses a JSON body into `T`, with a message that says what was wrong.
+///
+/// Every body of the API is a JSON object. That is checked first because serde's
+/// derived structs also accept a JSON array (`[5]` would read as `{"amount": 5}`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
+    let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}",
+        Some(b'{') => bytes,
+        Some(_) => return Err(Error::bad_request("the request body must be a JSON object")),
     };
     serde_json::from_slice(bytes).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {

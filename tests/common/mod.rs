@@ -1,0 +1,418 @@
+//! The test harness: starts the real app in-process on a random port against the
+//! real Redis and Postgres (from `REDIS_URL` and `DATABASE_URL`, as `make test`
+//! sets them), each test in a database and a key prefix of its own, both removed
+//! when the test ends, pass or fail.
+
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use boxoffice::config::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const AUTH_SECRET: &str = "test-auth-secret-0123456789";
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `DATABASE_URL` without its database name: the server tests make databases on.
+pub fn pg_server() -> String {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/boxoffice".into());
+    let url = url.split('?').next().unwrap_or(&url).to_owned();
+    match url.rsplit_once('/') {
+        Some((base, _)) if base.contains("://") && !base.ends_with('/') => base.to_owned(),
+        _ => url,
+    }
+}
+
+/// A name no other test run uses at the same time.
+pub fn unique_name(kind: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "bo_test_{kind}_{}_{:x}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff
+    )
+}
+
+/// One running boxoffice with its own database and Redis prefix.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// A pool on the test's own database, for arranging and checking state.
+    pub pg: PgPool,
+    pub db_name: String,
+    pub prefix: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Overrides of the app's environment for one test.
+#[derive(Default)]
+pub struct Env {
+    pub vars: HashMap<&'static str, String>,
+    /// Replaces the Postgres server URL (e.g. a proxy in front of it).
+    pub pg_server: Option<String>,
+    pub redis_url: Option<String>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Env::default()).await
+    }
+
+    pub async fn spawn_with(env: Env) -> TestApp {
+        let db_name = unique_name("db");
+        let prefix = unique_name("keys");
+        let server = env.pg_server.clone().unwrap_or_else(pg_server);
+        let mut vars: HashMap<&str, String> = HashMap::from([
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL", format!("{server}/{db_name}")),
+            ("REDIS_URL", env.redis_url.clone().unwrap_or_else(redis_url)),
+            ("REDIS_PREFIX", prefix.clone()),
+            ("AUTH_SECRET", AUTH_SECRET.to_owned()),
+            ("ADMIN_KEY", ADMIN_KEY.to_owned()),
+        ]);
+        vars.extend(env.vars);
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+        let app = boxoffice::App::build(config).await.expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let pg = PgPool::connect(&format!("{}/{db_name}", pg_server()))
+            .await
+            .unwrap();
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            pg,
+            db_name,
+            prefix,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Sends a request; `body` of `None` sends none. Returns status and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        read(response).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        self.call(Method::GET, path, headers, None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.call(Method::POST, path, headers, Some(body)).await
+    }
+
+    /// A new user through `POST /users`: (id, bearer header value).
+    pub async fn new_user(&self) -> (i64, String) {
+        let (status, body) = self.post("/users", &[], json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_i64().expect("user id");
+        (
+            id,
+            format!("Bearer {}", body["access_token"].as_str().expect("token")),
+        )
+    }
+
+    pub async fn charge(&self, auth: &str, amount: i64) -> (StatusCode, Value) {
+        self.post(
+            "/balance/charge",
+            &[("authorization", auth)],
+            json!({"amount": amount}),
+        )
+        .await
+    }
+
+    pub async fn balance(&self, auth: &str) -> i64 {
+        let (status, body) = self.get("/balance", &[("authorization", auth)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["balance"].as_i64().unwrap()
+    }
+
+    /// A concert with one schedule of `seats` seats at `price`: (concert id, schedule id).
+    pub async fn new_concert(&self, seats: i64, price: i64) -> (i64, i64) {
+        let admin = [("x-admin-key", ADMIN_KEY)];
+        let (status, concert) = self
+            .post(
+                "/admin/concerts",
+                &admin,
+                json!({"title": "Test concert", "artist": "Band"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{concert}");
+        let id = concert["id"].as_i64().unwrap();
+        let (status, schedule) = self
+            .post(
+                &format!("/admin/concerts/{id}/schedules"),
+                &admin,
+                json!({"start_at": "2027-01-01T19:00:00Z", "seat_count": seats, "price": price}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{schedule}");
+        (id, schedule["id"].as_i64().unwrap())
+    }
+
+    /// Row counts of every table: the state a bad request must leave unchanged.
+    pub async fn table_counts(&self) -> Vec<(String, i64)> {
+        let mut counts = Vec::new();
+        for table in [
+            "users",
+            "balance",
+            "balance_history",
+            "concert",
+            "concert_schedule",
+            "seat",
+            "reservation",
+            "payment",
+            "reservation_queue",
+            "idempotency_key",
+        ] {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .fetch_one(&self.pg)
+                    .await
+                    .unwrap();
+            counts.push((table.to_owned(), n));
+        }
+        let total: Option<i64> = sqlx::query_scalar("SELECT sum(amount)::bigint FROM balance")
+            .fetch_one(&self.pg)
+            .await
+            .unwrap();
+        counts.push(("sum(balance)".into(), total.unwrap_or(0)));
+        counts
+    }
+
+    /// The money invariant, for every user: balance = charges - uses + refunds,
+    /// the last history row's balance_after is the balance, and no balance is
+    /// negative or past the limit.
+    pub async fn assert_ledger(&self) {
+        let broken: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT b.user_id, b.amount,
+                    COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)::bigint
+               FROM balance b LEFT JOIN balance_history h ON h.user_id = b.user_id
+              GROUP BY b.user_id, b.amount
+             HAVING b.amount <> COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)",
+        )
+        .fetch_all(&self.pg)
+        .await
+        .unwrap();
+        assert!(
+            broken.is_empty(),
+            "balance != history sum for (user, balance, sum): {broken:?}"
+        );
+        let stale: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM balance b
+              WHERE b.amount <> COALESCE((SELECT balance_after FROM balance_history h
+                                          WHERE h.user_id = b.user_id ORDER BY id DESC LIMIT 1), 0)",
+        )
+        .fetch_one(&self.pg)
+        .await
+        .unwrap();
+        assert_eq!(
+            stale, 0,
+            "a balance differs from its last history row's balance_after"
+        );
+        let orphans: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM balance_history h
+              WHERE NOT EXISTS (SELECT 1 FROM balance b WHERE b.user_id = h.user_id)",
+        )
+        .fetch_one(&self.pg)
+        .await
+        .unwrap();
+        assert_eq!(orphans, 0, "history rows without a balance");
+    }
+
+    /// Redis keys under this test's prefix.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        redis_keys(&self.prefix).await
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("response body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{status}: body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    (status, body)
+}
+
+/// Asserts an error answer: status, the envelope's shape, and its code.
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    let (s, body) = got;
+    assert_eq!(
+        s.as_u16(),
+        status,
+        "wanted {status} {code}, got {s}: {body}"
+    );
+    assert!(
+        body["error"]["message"].is_string(),
+        "envelope without message: {body}"
+    );
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(1),
+        "envelope has extra fields: {body}"
+    );
+}
+
+async fn redis_keys(prefix: &str) -> Vec<String> {
+    use fred::prelude::*;
+    let client = Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    let mut keys = Vec::new();
+    let mut cursor = "0".to_owned();
+    loop {
+        let (next, page): (String, Vec<String>) = client
+            .custom(
+                fred::cmd!("SCAN"),
+                vec![
+                    cursor.clone(),
+                    "MATCH".into(),
+                    format!("{prefix}*"),
+                    "COUNT".into(),
+                    "1000".into(),
+                ],
+            )
+            .await
+            .unwrap();
+        keys.extend(page);
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    let _ = client.quit().await;
+    keys
+}
+
+impl Drop for TestApp {
+    /// Stops the server, drops the database and deletes the test's Redis keys,
+    /// on a thread of its own because `Drop` cannot await.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        let db_name = self.db_name.clone();
+        let prefix = self.prefix.clone();
+        // The pool belongs to the test's runtime, which is blocked in this drop:
+        // it is not awaited here (that would deadlock); DROP ... FORCE ends its
+        // connections instead.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut admin) =
+                    PgConnection::connect(&format!("{}/postgres", pg_server())).await
+                {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await;
+                }
+                let keys = redis_keys(&prefix).await;
+                if !keys.is_empty() {
+                    use fred::prelude::*;
+                    let client = Builder::from_config(
+                        fred::prelude::Config::from_url(&redis_url()).unwrap(),
+                    )
+                    .build()
+                    .unwrap();
+                    if client.init().await.is_ok() {
+                        let _: Result<i64, _> = client.del(keys).await;
+                        let _ = client.quit().await;
+                    }
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Polls `f` until it returns `Some`, up to `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
