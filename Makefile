@@ -1,0 +1,43 @@
+# The two commands of the quick start are `make run` and `make test`.
+# Both first make sure a Redis and a Postgres answer (scripts/services.sh starts
+# project-local ones under .dev/ when nothing does, installing them if missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ENV := source .dev/env
+BIN := target/release/boxoffice
+# Conformance checks that the implemented slice of API.md covers.
+CONFORMANCE_CHECKS ?= ops,admin_auth,user_auth,balance,history_pagination,charge_idempotent
+
+.PHONY: help services run test lint conformance stop-services clean
+
+help:
+	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
+	@echo "make test           start Redis/Postgres if needed, run every test"
+	@echo "make lint           cargo fmt --check and clippy -D warnings"
+	@echo "make conformance    run ../shared/conformance checks for the implemented API"
+	@echo "make stop-services  stop the project-local Redis/Postgres"
+
+services:
+	@scripts/services.sh
+
+run: services
+	cargo build --release --locked
+	@$(ENV); export ADMIN_KEY="$${ADMIN_KEY:-dev-admin-key}"; \
+	  $(BIN) seed-demo && scripts/banner.sh && exec $(BIN) serve
+
+test: services
+	@$(ENV); cargo test --locked --no-fail-fast
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+conformance: services
+	@$(ENV); ../shared/conformance/run.sh $(CONFORMANCE_CHECKS)
+
+stop-services:
+	@scripts/services.sh stop
+
+clean: stop-services
+	rm -rf .dev target
