@@ -73,6 +73,8 @@ impl TestApp {
     }
 
     pub async fn spawn_with(env: Env) -> TestApp {
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT.get_or_init(sweep_dead_runs).await;
         let db_name = unique_name("db");
         let prefix = unique_name("keys");
         let server = env.pg_server.clone().unwrap_or_else(pg_server);
@@ -396,6 +398,67 @@ impl Drop for TestApp {
         })
         .join()
         .ok();
+    }
+}
+
+/// The pid in a test name (`bo_test_<kind>_<pid>_<nanos>`).
+fn owner_pid(name: &str) -> Option<u32> {
+    name.strip_prefix("bo_test_")?
+        .split('_')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn is_dead(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes databases and keys left by test processes that were killed before
+/// their cleanup ran. Only on a loopback server: there a dead pid means a dead run.
+async fn sweep_dead_runs() {
+    let server = pg_server();
+    if !(server.contains("@127.") || server.contains("@localhost") || server.contains("://127.")) {
+        return;
+    }
+    let Ok(mut admin) = PgConnection::connect(&format!("{server}/postgres")).await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'bo\\_test\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for name in names
+        .into_iter()
+        .filter(|n| owner_pid(n).is_some_and(is_dead))
+    {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await;
+    }
+    let dead_keys: Vec<String> = redis_keys("bo_test_keys_")
+        .await
+        .into_iter()
+        .filter(|k| owner_pid(k).is_some_and(is_dead))
+        .collect();
+    delete_keys(dead_keys).await;
+}
+
+async fn delete_keys(keys: Vec<String>) {
+    use fred::prelude::*;
+    if keys.is_empty() {
+        return;
+    }
+    let client = Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap())
+        .build()
+        .unwrap();
+    if client.init().await.is_ok() {
+        for chunk in keys.chunks(500) {
+            let _: Result<i64, _> = client.del(chunk.to_vec()).await;
+        }
+        let _ = client.quit().await;
     }
 }
 
