@@ -40,6 +40,7 @@ pub struct AppState {
     pub redis: Redis,
     pub keys: Keys,
     pub tokens: TokenKeys,
+    pub catalog: catalog::CatalogCache,
     pub metrics: &'static PrometheusHandle,
 }
 
@@ -81,6 +82,7 @@ impl App {
             state: Arc::new(AppState {
                 keys: Keys::new(config.redis_prefix.clone()),
                 tokens: TokenKeys::new(&config.auth_secret),
+                catalog: catalog::CatalogCache::default(),
                 metrics: telemetry::metrics(),
                 config,
                 pg,

@@ -4,11 +4,16 @@
 //! schedule writes all of its seats in one bulk statement, so a 100 000-seat
 //! stadium is one request that takes well under a second.
 
+mod cache;
+
+pub use cache::CatalogCache;
+
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 pub const TITLE_MAX_CHARS: usize = 200;
 pub const ARTIST_MAX_CHARS: usize = 200;
@@ -156,20 +161,34 @@ pub async fn create_concert(pg: &PgPool, new: NewConcert) -> Result<Concert> {
     .await?)
 }
 
-pub async fn list_concerts(pg: &PgPool) -> Result<Vec<ConcertSummary>> {
-    Ok(
+/// Every concert, by id; read through the cache.
+pub async fn list_concerts(pg: &PgPool, cache: &CatalogCache) -> Result<Arc<Vec<ConcertSummary>>> {
+    if let Some(list) = cache.list() {
+        return Ok(list);
+    }
+    let list: Arc<Vec<ConcertSummary>> = Arc::new(
         sqlx::query_as("SELECT id, title, artist FROM concert ORDER BY id")
             .fetch_all(pg)
             .await?,
-    )
+    );
+    cache.put_list(list.clone());
+    Ok(list)
 }
 
-pub async fn concert(pg: &PgPool, concert_id: i64) -> Result<Concert> {
-    sqlx::query_as("SELECT id, title, artist, description FROM concert WHERE id = $1")
-        .bind(concert_id)
-        .fetch_optional(pg)
-        .await?
-        .ok_or_else(concert_not_found)
+/// One concert, or `404 concert_not_found`; read through the cache.
+pub async fn concert(pg: &PgPool, cache: &CatalogCache, concert_id: i64) -> Result<Arc<Concert>> {
+    if let Some(concert) = cache.concert(concert_id) {
+        return Ok(concert);
+    }
+    let concert: Arc<Concert> = Arc::new(
+        sqlx::query_as("SELECT id, title, artist, description FROM concert WHERE id = $1")
+            .bind(concert_id)
+            .fetch_optional(pg)
+            .await?
+            .ok_or_else(concert_not_found)?,
+    );
+    cache.put_concert(concert.clone());
+    Ok(concert)
 }
 
 pub fn concert_not_found() -> Error {

@@ -30,6 +30,7 @@ pub async fn create_concert(
         },
     )
     .await?;
+    app.catalog.invalidate_list();
     Ok((StatusCode::CREATED, axum::Json(concert)))
 }
 
