@@ -107,17 +107,21 @@ resolve_redis() {
 
 # --- Postgres ------------------------------------------------------------------------
 PGBIN=
+# `|| true`: with no match, ls fails and `set -e` would end the script silently.
+newest_pg_bin() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n 1; }
 ensure_pg_binaries() {
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  PGBIN=$(newest_pg_bin)
   if [ -z "$PGBIN" ] || ! command -v psql >/dev/null; then
     apt_install postgresql
-    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    PGBIN=$(newest_pg_bin)
   fi
   [ -x "$PGBIN/initdb" ] || die "no initdb found under /usr/lib/postgresql after installing postgresql"
 }
 
 pg_state() { # answers with: ok | refused | none
-  if timeout 10 psql "$(pg_base "$1")/postgres" -qtAc 'select 1' >/dev/null 2>&1; then echo ok; return; fi
+  # -w: never prompt for a password (a server that wants one is "refused").
+  if PGCONNECT_TIMEOUT=5 timeout 10 psql -w "$(pg_base "$1")/postgres" -qtAc 'select 1' </dev/null >/dev/null 2>&1
+  then echo ok; return; fi
   local host port
   host=$(url_host "$1"); port=$(url_port "$1" 5432)
   if timeout 5 "$PGBIN/pg_isready" -q -h "$host" -p "$port" >/dev/null 2>&1; then echo refused
@@ -132,7 +136,10 @@ run_as_pg() { # the server refuses to run as root: use the postgres account then
 pg_data_dir() { # .dev/ if the server's account can reach it, else a private dir in /var/tmp
   local dir=$DEV/pg-$1
   if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DEV" 2>/dev/null; then
-    dir=/var/tmp/boxoffice-$(echo "$ROOT" | cksum | cut -d' ' -f1)/pg-$1
+    local parent
+    parent=/var/tmp/boxoffice-$(echo "$ROOT" | cksum | cut -d' ' -f1)
+    mkdir -p -m 755 "$parent"
+    dir=$parent/pg-$1
   fi
   echo "$dir"
 }
@@ -174,8 +181,10 @@ resolve_postgres() {
 
 stop_all() {
   local d
-  for d in "$DEV"/redis-*/redis.pid; do
-    [ -f "$d" ] && kill "$(cat "$d")" 2>/dev/null && log "stopped redis ($(dirname "$d"))"
+  for d in "$DEV"/redis-*; do
+    [ -d "$d" ] || continue
+    # Asked by port, never by a pid file that may be stale after a reboot.
+    redis-cli -p "${d##*-}" shutdown nosave >/dev/null 2>&1 && log "stopped redis ($d)"
   done
   for d in "$DEV"/pg-* /var/tmp/boxoffice-"$(echo "$ROOT" | cksum | cut -d' ' -f1)"/pg-*; do
     [ -f "$d/postmaster.pid" ] || continue

@@ -169,6 +169,11 @@ impl From<sqlx::Error> for Error {
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::Protocol(_) => {
                 Error::Unavailable(format!("postgres: {e}"))
             }
+            // 22021 / 22P05: text Postgres cannot store (a NUL byte). Input
+            // validation refuses it first; this keeps any path that slips a 400.
+            E::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
+                Error::bad_request("the request holds characters that cannot be stored")
+            }
             E::Database(db) if db.code().is_some_and(|c| is_transient_sqlstate(&c)) => {
                 Error::Unavailable(format!("postgres: {e}"))
             }

@@ -11,11 +11,14 @@
 use crate::error::{Error, Result};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
 
-/// How long a claimed key stays locked while its request runs.
-pub const CLAIM_TTL: Duration = Duration::from_secs(30);
+/// How long a claimed key stays locked while its request runs: longer than any
+/// request may run, so a claim never expires under a request still working.
+pub const CLAIM_TTL: Duration = Duration::from_secs(60);
+const _: () = assert!(CLAIM_TTL.as_secs() >= 2 * crate::http::REQUEST_TIMEOUT.as_secs());
 /// How long a stored answer is kept (API.md: at least 24 h).
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// The longest key accepted.
@@ -60,12 +63,16 @@ impl IntoResponse for StoredAnswer {
     }
 }
 
-/// A key this request holds while it runs.
+/// A key this request holds while it runs. `locked_until` doubles as the owner's
+/// token: completing or releasing touches the row only while it is still this
+/// claim, so a request whose claim was taken over cannot overwrite or free the
+/// claim of the request that took it.
 #[derive(Debug)]
 pub struct Claim {
     user_id: i64,
     endpoint: &'static str,
     key: String,
+    locked_until: DateTime<Utc>,
 }
 
 /// Claims `key` for this user and endpoint, or finds its stored answer.
@@ -82,7 +89,7 @@ pub async fn begin(
     request: &serde_json::Value,
 ) -> Result<Begin> {
     validate_key(key)?;
-    let claimed: Option<bool> = sqlx::query_scalar(
+    let claimed: Option<DateTime<Utc>> = sqlx::query_scalar(
         "INSERT INTO idempotency_key (user_id, endpoint, key, request, locked_until)
          VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
          ON CONFLICT (user_id, endpoint, key) DO UPDATE
@@ -90,7 +97,7 @@ pub async fn begin(
                  created_at = now()
              WHERE idempotency_key.response IS NULL
                AND idempotency_key.locked_until < now()
-         RETURNING true",
+         RETURNING locked_until",
     )
     .bind(user_id)
     .bind(endpoint)
@@ -99,13 +106,13 @@ pub async fn begin(
     .bind(CLAIM_TTL.as_millis() as i64)
     .fetch_optional(pg)
     .await?;
-    let claim = Claim {
-        user_id,
-        endpoint,
-        key: key.to_owned(),
-    };
-    if claimed.is_some() {
-        return Ok(Begin::Proceed(claim));
+    if let Some(locked_until) = claimed {
+        return Ok(Begin::Proceed(Claim {
+            user_id,
+            endpoint,
+            key: key.to_owned(),
+            locked_until,
+        }));
     }
     let row: Option<(bool, Option<i16>, Option<String>)> = sqlx::query_as(
         "SELECT request = $4, status_code, response FROM idempotency_key
@@ -129,33 +136,45 @@ pub async fn begin(
                 .map_err(|_| Error::Internal(format!("stored status {status}")))?,
             body,
         })),
-        Some((true, _, _)) => Err(Error::Conflict {
-            code: "idempotency_key_in_use",
-            message: "a request with this Idempotency-Key is still running".into(),
-        }),
+        Some((true, _, _)) => Err(key_in_use()),
+    }
+}
+
+fn key_in_use() -> Error {
+    Error::Conflict {
+        code: "idempotency_key_in_use",
+        message: "a request with this Idempotency-Key is still running".into(),
     }
 }
 
 impl Claim {
     /// Stores the answer, inside the transaction that makes the request's effect.
+    /// If the claim is no longer this request's, refuses with `409`, which rolls
+    /// the effect back: the request that holds the key now is the one that counts.
     pub async fn complete(
         &self,
         tx: &mut PgConnection,
         status: StatusCode,
         body: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE idempotency_key SET status_code = $4, response = $5
-              WHERE user_id = $1 AND endpoint = $2 AND key = $3",
+        let stored = sqlx::query(
+            "UPDATE idempotency_key SET status_code = $5, response = $6
+              WHERE user_id = $1 AND endpoint = $2 AND key = $3
+                AND locked_until = $4 AND response IS NULL",
         )
         .bind(self.user_id)
         .bind(self.endpoint)
         .bind(&self.key)
+        .bind(self.locked_until)
         .bind(status.as_u16() as i16)
         .bind(body)
         .execute(tx)
         .await?;
-        Ok(())
+        if stored.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(key_in_use())
+        }
     }
 
     /// Gives the key up after a failure, so the client may retry with it. If this
@@ -163,11 +182,13 @@ impl Claim {
     pub async fn release(self, pg: &PgPool) {
         let released = sqlx::query(
             "DELETE FROM idempotency_key
-              WHERE user_id = $1 AND endpoint = $2 AND key = $3 AND response IS NULL",
+              WHERE user_id = $1 AND endpoint = $2 AND key = $3
+                AND locked_until = $4 AND response IS NULL",
         )
         .bind(self.user_id)
         .bind(self.endpoint)
         .bind(&self.key)
+        .bind(self.locked_until)
         .execute(pg)
         .await;
         if let Err(e) = released {

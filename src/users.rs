@@ -8,9 +8,10 @@ use sqlx::PgPool;
 
 /// Creates a user with a zero balance and returns the id.
 ///
-/// The identity column also accepts platform-chosen ids, so a generated id may
-/// already be taken by such a user; the insert then skips that id and tries the
-/// next one instead of failing or merging two people into one account.
+/// Ids handed out here start at 10^15 (the identity column's start), above the
+/// ids a platform mints for its own users. Should a platform-minted token carry
+/// an id in this range anyway and that user have written first, the insert skips
+/// the taken id instead of merging two people into one account.
 pub async fn create_user(pg: &PgPool) -> Result<i64> {
     loop {
         let id: Option<i64> = sqlx::query_scalar(

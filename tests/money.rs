@@ -181,13 +181,16 @@ async fn platform_minted_users_are_accepted() {
         app.charge(&auth, 300).await,
         (StatusCode::OK, json!({"user_id": 4242, "balance": 300}))
     );
-    // POST /users never hands out an id a platform user already has.
-    sqlx::query("SELECT setval(pg_get_serial_sequence('users', 'id'), 4241)")
-        .execute(&app.pg)
-        .await
-        .unwrap();
+    // Ids of POST /users start at 10^15, clear of platform ids, and skip an id
+    // that a platform user took first.
+    let taken = token(
+        json!({"sub": "1000000000000000", "exp": now() + 3600}),
+        AUTH_SECRET,
+        Algorithm::HS256,
+    );
+    assert_eq!(app.charge(&taken, 5).await.0, StatusCode::OK);
     let (id, _) = app.new_user().await;
-    assert_eq!(id, 4243);
+    assert_eq!(id, 1_000_000_000_000_001);
     app.assert_ledger().await;
 }
 
@@ -504,4 +507,56 @@ async fn a_failed_idempotent_request_may_be_retried() {
         (StatusCode::OK, Some(limit - 960))
     );
     app.assert_ledger().await;
+}
+
+/// A claim that expired and was taken over belongs to the new request: the old
+/// request can neither store its answer (its charge rolls back) nor free the key.
+#[tokio::test]
+async fn a_taken_over_claim_cannot_complete_or_release() {
+    use boxoffice::idempotency::{self, Begin};
+    let app = TestApp::spawn().await;
+    let body = json!({"amount": 5});
+    let Begin::Proceed(first) = idempotency::begin(&app.pg, 1, "test", "k", &body)
+        .await
+        .unwrap()
+    else {
+        panic!("a new key is claimed");
+    };
+    assert!(
+        matches!(idempotency::begin(&app.pg, 1, "test", "k", &body).await, Err(e) if e.code() == "idempotency_key_in_use")
+    );
+    // The first request's process stalls past its claim.
+    sqlx::query("UPDATE idempotency_key SET locked_until = now() - interval '1 second'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let Begin::Proceed(second) = idempotency::begin(&app.pg, 1, "test", "k", &body)
+        .await
+        .unwrap()
+    else {
+        panic!("an expired claim is taken over");
+    };
+    let mut tx = app.pg.begin().await.unwrap();
+    let late = first.complete(&mut tx, StatusCode::OK, "{}").await;
+    assert_eq!(late.unwrap_err().code(), "idempotency_key_in_use");
+    drop(tx);
+    first.release(&app.pg).await;
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_key")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(held, 1, "the stale request did not free the new claim");
+    let mut tx = app.pg.begin().await.unwrap();
+    second
+        .complete(&mut tx, StatusCode::OK, r#"{"ok":true}"#)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    match idempotency::begin(&app.pg, 1, "test", "k", &body)
+        .await
+        .unwrap()
+    {
+        Begin::Replay(answer) => assert_eq!(answer.body, r#"{"ok":true}"#),
+        Begin::Proceed(_) => panic!("an answered key replays"),
+    }
 }

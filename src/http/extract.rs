@@ -44,6 +44,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         Some(b'{') => bytes,
         Some(_) => return Err(Error::bad_request("the request body must be a JSON object")),
     };
+    if has_escaped_nul(bytes) {
+        // Postgres cannot store U+0000 in text; refuse it here as the bad input it is.
+        return Err(Error::bad_request(
+            "strings may not contain the NUL character",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
             "malformed JSON"
@@ -52,6 +58,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         };
         Error::bad_request(format!("{what}: {e}"))
     })
+}
+
+/// Whether a JSON text holds `\u0000` as an escape (not as an escaped backslash
+/// followed by the letters `u0000`). A raw NUL byte is invalid JSON already.
+fn has_escaped_nul(bytes: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if b == b'u' && backslashes % 2 == 1 && bytes[i + 1..].starts_with(b"0000") {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
 }
 
 /// Path parameters; a value that does not parse is a `400`.
@@ -185,6 +208,13 @@ mod tests {
             );
         }
         assert!(parse::<serde_json::Value>(b"  ").is_ok());
+        let nul = parse::<serde_json::Value>(br#"{"title": "a\u0000b"}"#).unwrap_err();
+        assert_eq!(nul.code(), "invalid_request");
+        assert!(
+            parse::<serde_json::Value>(br#"{"title": "a\\u0000b"}"#).is_ok(),
+            "an escaped backslash"
+        );
+        assert!(parse::<serde_json::Value>(br#"{"title": "a\\\u0000b"}"#).is_err());
     }
 
     #[test]
