@@ -231,14 +231,7 @@ async fn charges_add_up_and_are_bounded() {
 
     // Near the limit: 9e15 is reachable exactly, and not one won past it.
     let limit = 9_000_000_000_000_000i64;
-    sqlx::query("UPDATE balance SET amount = $2 WHERE user_id = $1")
-        .bind(uid)
-        .bind(limit - 10)
-        .execute(&app.pg)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO balance_history (user_id, type, amount, balance_after) VALUES ($1, 'CHARGE', $2, $3)")
-        .bind(uid).bind(limit - 10 - 1_000_005_000).bind(limit - 10).execute(&app.pg).await.unwrap();
+    app.move_balance_to(uid, limit - 10).await;
     let before = app.table_counts().await;
     assert_error(&app.charge(&auth, 11).await, 400, "balance_limit");
     assert_eq!(
@@ -473,14 +466,7 @@ async fn a_failed_idempotent_request_may_be_retried() {
     let (uid, auth) = app.new_user().await;
     let limit = 9_000_000_000_000_000i64;
     app.charge(&auth, 100).await;
-    sqlx::query("UPDATE balance SET amount = $2 WHERE user_id = $1")
-        .bind(uid)
-        .bind(limit)
-        .execute(&app.pg)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO balance_history (user_id, type, amount, balance_after) VALUES ($1, 'CHARGE', $2, $3)")
-        .bind(uid).bind(limit - 100).bind(limit).execute(&app.pg).await.unwrap();
+    app.move_balance_to(uid, limit).await;
     let key = [
         ("authorization", auth.as_str()),
         ("idempotency-key", "retry-me"),
@@ -492,13 +478,7 @@ async fn a_failed_idempotent_request_may_be_retried() {
         "balance_limit",
     );
     // The balance drops (as a payment would make it), and the retry goes through.
-    sqlx::query("UPDATE balance SET amount = amount - 1000 WHERE user_id = $1")
-        .bind(uid)
-        .execute(&app.pg)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO balance_history (user_id, type, amount, balance_after) VALUES ($1, 'USE', 1000, $2)")
-        .bind(uid).bind(limit - 1000).execute(&app.pg).await.unwrap();
+    app.move_balance_to(uid, limit - 1000).await;
     let (status, body) = app
         .post("/balance/charge", &key, json!({"amount": 40}))
         .await;

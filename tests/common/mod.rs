@@ -277,6 +277,38 @@ impl TestApp {
         assert_eq!(orphans, 0, "history rows without a balance");
     }
 
+    /// Sets a user's balance directly, with the CHARGE or USE history row that
+    /// keeps the ledger true: for stories that need a balance no API call reaches
+    /// quickly (near the 9e15 limit) or a payment that does not exist yet.
+    pub async fn move_balance_to(&self, user_id: i64, amount: i64) {
+        let mut tx = self.pg.begin().await.unwrap();
+        let old: i64 =
+            sqlx::query_scalar("SELECT amount FROM balance WHERE user_id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        let kind = if amount >= old { "CHARGE" } else { "USE" };
+        sqlx::query("UPDATE balance SET amount = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO balance_history (user_id, type, amount, balance_after)
+             VALUES ($1, $2::balance_history_type, $3, $4)",
+        )
+        .bind(user_id)
+        .bind(kind)
+        .bind((amount - old).abs())
+        .bind(amount)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     /// Redis keys under this test's prefix.
     pub async fn redis_keys(&self) -> Vec<String> {
         redis_keys(&self.prefix).await
