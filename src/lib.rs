@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod money;
+pub mod queue;
 pub mod seed;
 pub mod store;
 pub mod telemetry;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub keys: Keys,
     pub tokens: TokenKeys,
     pub catalog: catalog::CatalogCache,
+    pub queue: queue::QueueSettings,
+    pub audit: queue::audit::Audit,
     pub metrics: &'static PrometheusHandle,
 }
 
@@ -61,6 +64,7 @@ pub enum StartError {
 /// A ready-to-serve boxoffice: stores connected, database migrated.
 pub struct App {
     state: Arc<AppState>,
+    audit_writer: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -78,8 +82,12 @@ impl App {
         let pg = store::postgres::pool(&config.database_url)?;
         let redis = Redis::connect(&config.redis_url)?;
         redis.load_scripts(Duration::from_secs(2)).await;
+        let (audit, audit_writer) = queue::audit::Audit::start(pg.clone());
         Ok(App {
+            audit_writer,
             state: Arc::new(AppState {
+                queue: queue::QueueSettings::from_config(&config),
+                audit,
                 keys: Keys::new(config.redis_prefix.clone()),
                 tokens: TokenKeys::new(&config.auth_secret),
                 catalog: catalog::CatalogCache::default(),
@@ -123,6 +131,7 @@ impl App {
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics_upkeep());
         tasks.spawn(idempotency_sweeper(self.state.pg.clone()));
+        tasks.spawn(queue::admission::run(self.state.clone()));
         let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;
@@ -130,6 +139,14 @@ impl App {
             tracing::error!(error = %e, "HTTP server stopped with an error");
         }
         tasks.shutdown().await;
+        // The queue's audit trail is written behind: write what is buffered.
+        self.state.audit.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("queue audit not fully written at shutdown");
+        }
         self.state.redis.quit().await;
         self.state.pg.close().await;
     }

@@ -191,6 +191,34 @@ pub async fn concert(pg: &PgPool, cache: &CatalogCache, concert_id: i64) -> Resu
     Ok(concert)
 }
 
+/// A schedule as the booking pages list it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct ScheduleAvailability {
+    pub id: i64,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub start_at: DateTime<Utc>,
+    pub seat_count: i32,
+    pub available_seats: i64,
+}
+
+/// A concert's schedules by start, each with its seats not sold. (Holds, when
+/// they exist, will take seats away too, from Redis; for now a sale is a
+/// CONFIRMED reservation in Postgres.)
+pub async fn schedules(pg: &PgPool, concert_id: i64) -> Result<Vec<ScheduleAvailability>> {
+    Ok(sqlx::query_as(
+        "SELECT s.id, s.start_at, s.seat_count,
+                s.seat_count - (SELECT count(*) FROM reservation r
+                                 WHERE r.concert_schedule_id = s.id AND r.status = 'CONFIRMED')
+                    AS available_seats
+           FROM concert_schedule s
+          WHERE s.concert_id = $1
+          ORDER BY s.start_at, s.id",
+    )
+    .bind(concert_id)
+    .fetch_all(pg)
+    .await?)
+}
+
 pub fn concert_not_found() -> Error {
     Error::not_found("concert_not_found", "no concert with that id")
 }

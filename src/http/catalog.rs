@@ -1,8 +1,8 @@
 //! The public catalog: concerts.
 
-use super::extract::Path;
+use super::extract::{AuthUser, Path, QueuePass};
 use crate::AppState;
-use crate::catalog::{self, Concert, ConcertSummary};
+use crate::catalog::{self, Concert, ConcertSummary, ScheduleAvailability};
 use crate::error::Result;
 use axum::Json;
 use axum::extract::State;
@@ -28,4 +28,18 @@ pub async fn concert(
     Ok(Json(
         catalog::concert(&app.pg, &app.catalog, concert_id).await?,
     ))
+}
+
+/// A concert's schedules by start, with seats still available. Gated: user auth,
+/// the concert's `404`, then the queue pass.
+pub async fn schedules(
+    State(app): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    pass: QueuePass,
+    Path(concert_id): Path<i64>,
+) -> Result<Json<Items<ScheduleAvailability>>> {
+    catalog::concert(&app.pg, &app.catalog, concert_id).await?;
+    crate::queue::check_pass(&app.redis, &app.keys, user, pass.0.as_deref(), concert_id).await?;
+    let items = Arc::new(catalog::schedules(&app.pg, concert_id).await?);
+    Ok(Json(Items { items }))
 }

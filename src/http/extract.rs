@@ -179,6 +179,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// The `X-Queue-Token` header of a gated request, if any. The gate itself is
+/// checked by the handler once it knows the concert of the resource, after the
+/// resource's own `404` (API.md's order): `queue::check_pass`.
+pub struct QueuePass(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueuePass {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(QueuePass(
+            parts
+                .headers
+                .get("x-queue-token")
+                .map(|v| v.to_str().unwrap_or("").to_owned()),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

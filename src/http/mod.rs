@@ -9,6 +9,7 @@ mod balance;
 mod catalog;
 pub mod extract;
 mod ops;
+mod queue;
 mod users;
 
 use crate::AppState;
@@ -42,6 +43,12 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/concerts", get(catalog::list_concerts))
         .route("/concerts/{concert_id}", get(catalog::concert))
+        .route("/concerts/{concert_id}/schedules", get(catalog::schedules))
+        .route("/queue/tokens", post(queue::join))
+        .route(
+            "/queue/tokens/{token}",
+            get(queue::status).delete(queue::leave),
+        )
         .route("/users", post(users::create_user))
         .route("/balance", get(balance::balance))
         .route("/balance/charge", post(balance::charge))

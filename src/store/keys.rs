@@ -30,6 +30,66 @@ impl Keys {
     pub fn concert_tag(&self, concert_id: i64) -> String {
         format!("{}:{{c:{concert_id}}}", self.prefix)
     }
+
+    /// The keys of one concert's waiting room.
+    pub fn queue(&self, concert_id: i64) -> QueueKeys {
+        QueueKeys {
+            tag: self.concert_tag(concert_id),
+        }
+    }
+
+    /// The set of concerts whose queues the admission worker visits.
+    pub fn queued_concerts(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    /// The lease that lets exactly one server admit at a time.
+    pub fn admission_lease(&self) -> String {
+        format!("{}:admission:lease", self.prefix)
+    }
+}
+
+/// Keys of one concert's waiting room, all under the concert's hash tag.
+#[derive(Clone, Debug)]
+pub struct QueueKeys {
+    tag: String,
+}
+
+impl QueueKeys {
+    /// Sorted set: WAITING token -> arrival number.
+    pub fn waiting(&self) -> String {
+        format!("{}:waiting", self.tag)
+    }
+    /// Sorted set: WAITING token -> time of its last poll (ms).
+    pub fn polled(&self) -> String {
+        format!("{}:polled", self.tag)
+    }
+    /// Sorted set: ACTIVE token -> the time it expires (ms).
+    pub fn active(&self) -> String {
+        format!("{}:active", self.tag)
+    }
+    /// Counter of arrivals: the order of the queue.
+    pub fn arrivals(&self) -> String {
+        format!("{}:arrivals", self.tag)
+    }
+    /// Hash: the admission token bucket.
+    pub fn bucket(&self) -> String {
+        format!("{}:bucket", self.tag)
+    }
+    /// Prefix of token records; a record's key is this plus the token.
+    pub fn token_prefix(&self) -> String {
+        format!("{}:tok:", self.tag)
+    }
+    pub fn token(&self, token: &str) -> String {
+        format!("{}:tok:{token}", self.tag)
+    }
+    /// Prefix of the user -> live token index.
+    pub fn user_prefix(&self) -> String {
+        format!("{}:user:", self.tag)
+    }
+    pub fn user(&self, user_id: i64) -> String {
+        format!("{}:user:{user_id}", self.tag)
+    }
 }
 
 #[cfg(test)]
@@ -41,5 +101,19 @@ mod tests {
         let k = Keys::new("bo");
         assert_eq!(k.ready_probe(), "bo:ready");
         assert_eq!(k.concert_tag(42), "bo:{c:42}");
+        let q = k.queue(42);
+        for key in [
+            q.waiting(),
+            q.polled(),
+            q.active(),
+            q.arrivals(),
+            q.bucket(),
+            q.token("t"),
+            q.user(7),
+        ] {
+            assert!(key.starts_with("bo:{c:42}:"), "{key}");
+        }
+        assert_eq!(q.token("t"), format!("{}t", q.token_prefix()));
+        assert_eq!(q.user(7), format!("{}7", q.user_prefix()));
     }
 }

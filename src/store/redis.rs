@@ -20,17 +20,37 @@ const RECONNECT_DELAY_MS: u32 = 250;
 /// Every script the service runs, by name.
 pub struct Scripts {
     pub ready: Script,
+    pub queue_join: Script,
+    pub queue_status: Script,
+    pub queue_gate: Script,
+    pub queue_leave: Script,
+    pub queue_admit: Script,
+    pub lease: Script,
 }
 
 impl Scripts {
     fn new() -> Self {
         Scripts {
             ready: Script::from_lua(include_str!("../../lua/ready.lua")),
+            queue_join: Script::from_lua(include_str!("../../lua/queue_join.lua")),
+            queue_status: Script::from_lua(include_str!("../../lua/queue_status.lua")),
+            queue_gate: Script::from_lua(include_str!("../../lua/queue_gate.lua")),
+            queue_leave: Script::from_lua(include_str!("../../lua/queue_leave.lua")),
+            queue_admit: Script::from_lua(include_str!("../../lua/queue_admit.lua")),
+            lease: Script::from_lua(include_str!("../../lua/lease.lua")),
         }
     }
 
-    fn all(&self) -> [(&'static str, &Script); 1] {
-        [("ready", &self.ready)]
+    fn all(&self) -> [&Script; 7] {
+        [
+            &self.ready,
+            &self.queue_join,
+            &self.queue_status,
+            &self.queue_gate,
+            &self.queue_leave,
+            &self.queue_admit,
+            &self.lease,
+        ]
     }
 }
 
@@ -70,7 +90,7 @@ impl Redis {
     pub async fn load_scripts(&self, wait: Duration) {
         let loaded = tokio::time::timeout(wait, async {
             self.pool.wait_for_connect().await?;
-            for (_, script) in self.scripts.all() {
+            for script in self.scripts.all() {
                 script.load(self.client()).await?;
             }
             Ok::<_, fred::error::Error>(())

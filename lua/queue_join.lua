@@ -1,0 +1,43 @@
+-- queue_join.lua: put a user in a concert's waiting queue, or return the user's
+-- live (WAITING or ACTIVE) token there. A user never holds two places.
+--
+-- KEYS[1]  user index      {c}:user:<user>   -> token
+-- KEYS[2]  new token record {c}:tok:<token>  (hash: u user, s W/A/X/P, j joined ms, a, e)
+-- KEYS[3]  waiting zset    token -> arrival seq
+-- KEYS[4]  polled zset     token -> last poll ms
+-- KEYS[5]  arrival counter
+-- KEYS[6]  active zset     token -> expiry ms
+-- ARGV[1]  new token   ARGV[2] user id   ARGV[3] waiting record ttl ms
+-- ARGV[4]  token record key prefix ({c}:tok:), to read the existing token's record
+-- returns  {created 0/1, token, status, position|0, expires_ms|0, active count, queue was empty 0/1, joined ms}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  local rec = ARGV[4] .. existing
+  local r = redis.call('HMGET', rec, 's', 'e', 'j')
+  if r[1] == 'W' then
+    local rank = redis.call('ZRANK', KEYS[3], existing)
+    if rank then
+      -- joining again counts as a poll
+      redis.call('ZADD', KEYS[4], now, existing)
+      redis.call('PEXPIRE', rec, ttl)
+      redis.call('PEXPIRE', KEYS[1], ttl)
+      return {0, existing, 'W', rank + 1, 0, redis.call('ZCARD', KEYS[6]), 0, tonumber(r[3])}
+    end
+  elseif r[1] == 'A' and tonumber(r[2]) > now then
+    return {0, existing, 'A', 0, tonumber(r[2]), redis.call('ZCARD', KEYS[6]), 0, tonumber(r[3])}
+  end
+end
+
+local was_empty = redis.call('ZCARD', KEYS[3]) == 0 and 1 or 0
+local seq = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[2], 'u', ARGV[2], 's', 'W', 'j', now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+local rank = redis.call('ZRANK', KEYS[3], ARGV[1])
+return {1, ARGV[1], 'W', rank + 1, 0, redis.call('ZCARD', KEYS[6]), was_empty, now}

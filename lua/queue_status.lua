@@ -1,0 +1,33 @@
+-- queue_status.lua: read a token for its owner; a read of a WAITING token counts
+-- as a poll (it keeps the token from being dropped as idle).
+--
+-- KEYS[1]  token record   KEYS[2] waiting zset   KEYS[3] polled zset   KEYS[4] active zset
+-- KEYS[5]  user index
+-- ARGV[1]  token   ARGV[2] user id   ARGV[3] waiting record ttl ms
+-- returns  nil when unknown or another user's; else
+--          {status W/A/X/P, position|0, expires ms|0, active count, joined ms}
+local r = redis.call('HMGET', KEYS[1], 'u', 's', 'e', 'j')
+if not r[1] or r[1] ~= ARGV[2] then
+  return nil
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local status = r[2]
+if status == 'W' then
+  local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
+  if rank then
+    local ttl = tonumber(ARGV[3])
+    redis.call('ZADD', KEYS[3], now, ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    redis.call('PEXPIRE', KEYS[5], ttl)
+    return {'W', rank + 1, 0, redis.call('ZCARD', KEYS[4]), tonumber(r[4])}
+  end
+  status = 'X'
+elseif status == 'A' then
+  if tonumber(r[3]) > now then
+    return {'A', 0, tonumber(r[3]), 0, tonumber(r[4])}
+  end
+  -- expired, and the admission tick has not tidied it yet
+  status = 'X'
+end
+return {status, 0, 0, 0, tonumber(r[4])}
