@@ -44,6 +44,8 @@ pub struct AppState {
     pub catalog: catalog::CatalogCache,
     pub queue: queue::QueueSettings,
     pub audit: queue::audit::Audit,
+    /// This process's id, e.g. as the admission lease's holder.
+    pub instance_id: String,
     pub metrics: &'static PrometheusHandle,
 }
 
@@ -88,6 +90,7 @@ impl App {
             state: Arc::new(AppState {
                 queue: queue::QueueSettings::from_config(&config),
                 audit,
+                instance_id: uuid::Uuid::new_v4().to_string(),
                 keys: Keys::new(config.redis_prefix.clone()),
                 tokens: TokenKeys::new(&config.auth_secret),
                 catalog: catalog::CatalogCache::default(),

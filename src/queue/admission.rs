@@ -22,7 +22,7 @@ pub const LEASE: Duration = Duration::from_secs(2);
 
 /// Runs until the task is dropped.
 pub async fn run(app: Arc<crate::AppState>) {
-    let me = Uuid::new_v4().to_string();
+    let me = app.instance_id.clone();
     let settings = QueueSettings::from_config(&app.config);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -54,6 +54,10 @@ pub struct TestApp {
     pub pg: PgPool,
     pub db_name: String,
     pub prefix: String,
+    /// The server's instance id (the admission lease names its holder by it).
+    pub instance_id: String,
+    /// False for a sibling that shares another app's database and prefix.
+    owns_storage: bool,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -65,6 +69,8 @@ pub struct Env {
     /// Replaces the Postgres server URL (e.g. a proxy in front of it).
     pub pg_server: Option<String>,
     pub redis_url: Option<String>,
+    /// Share this database and key prefix (a second instance of one deployment).
+    pub share: Option<(String, String)>,
 }
 
 impl TestApp {
@@ -75,8 +81,11 @@ impl TestApp {
     pub async fn spawn_with(env: Env) -> TestApp {
         static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         SWEPT.get_or_init(sweep_dead_runs).await;
-        let db_name = unique_name("db");
-        let prefix = unique_name("keys");
+        let owns_storage = env.share.is_none();
+        let (db_name, prefix) = env
+            .share
+            .clone()
+            .unwrap_or_else(|| (unique_name("db"), unique_name("keys")));
         let server = env.pg_server.clone().unwrap_or_else(pg_server);
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
@@ -89,6 +98,7 @@ impl TestApp {
         vars.extend(env.vars);
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
         let app = boxoffice::App::build(config).await.expect("app starts");
+        let instance_id = app.state().instance_id.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -104,8 +114,34 @@ impl TestApp {
             pg,
             db_name,
             prefix,
+            instance_id,
+            owns_storage,
             stop: Some(stop),
             server: Some(server),
+        }
+    }
+
+    /// A second server of the same deployment: same database, same Redis prefix.
+    pub async fn sibling(&self, mut env: Env) -> TestApp {
+        env.share = Some((self.db_name.clone(), self.prefix.clone()));
+        Self::spawn_with(env).await
+    }
+
+    /// Stops the server gracefully (as on SIGTERM) and waits until it is done.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// Kills the server abruptly: no graceful shutdown, like a crash.
+    pub fn crash(&mut self) {
+        self.stop.take();
+        if let Some(server) = self.server.take() {
+            server.abort();
         }
     }
 
@@ -352,6 +388,16 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     );
 }
 
+/// A plain Redis client, for arranging and checking state.
+pub async fn redis() -> fred::prelude::Client {
+    use fred::prelude::*;
+    let client = Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    client
+}
+
 async fn redis_keys(prefix: &str) -> Vec<String> {
     use fred::prelude::*;
     let client = Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap())
@@ -393,6 +439,9 @@ impl Drop for TestApp {
         }
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+        if !self.owns_storage {
+            return;
         }
         let db_name = self.db_name.clone();
         let prefix = self.prefix.clone();

@@ -1,0 +1,568 @@
+//! The waiting room: joining, polling, leaving, admission at the configured rate
+//! and cap (also with two servers), expiry, idle waiters, the gate, the audit.
+
+mod common;
+
+use common::{Env, TestApp, assert_error, eventually};
+use fred::prelude::*;
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn env(pairs: &[(&'static str, &str)]) -> Env {
+    let mut env = Env::default();
+    for (k, v) in pairs {
+        env.vars.insert(k, (*v).to_owned());
+    }
+    env
+}
+
+async fn join(app: &TestApp, auth: &str, concert: i64) -> (StatusCode, Value) {
+    app.post(
+        "/queue/tokens",
+        &[("authorization", auth)],
+        json!({"concert_id": concert}),
+    )
+    .await
+}
+
+async fn poll(app: &TestApp, auth: &str, token: &str) -> Value {
+    let (status, body) = app
+        .get(
+            &format!("/queue/tokens/{token}"),
+            &[("authorization", auth)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn wait_for_status(
+    app: &TestApp,
+    auth: &str,
+    token: &str,
+    want: &str,
+    within: Duration,
+) -> Value {
+    eventually(within, || async {
+        let body = poll(app, auth, token).await;
+        (body["status"] == want).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|| panic!("token never became {want}"))
+}
+
+/// ACTIVE tokens of a concert, straight from Redis.
+async fn active_count(app: &TestApp, concert: i64) -> i64 {
+    let redis = common::redis().await;
+    let n: i64 = redis
+        .zcard(format!("{}:{{c:{concert}}}:active", app.prefix))
+        .await
+        .unwrap();
+    let _ = redis.quit().await;
+    n
+}
+
+/// A user admitted to `concert`: (auth, token).
+async fn admitted(app: &TestApp, concert: i64) -> (String, String) {
+    let (_, auth) = app.new_user().await;
+    let (_, body) = join(app, &auth, concert).await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    wait_for_status(app, &auth, &token, "ACTIVE", Duration::from_secs(10)).await;
+    (auth, token)
+}
+
+/// 200 fans join at once while no slot is free: 200 distinct tokens in places
+/// 1..=200 exactly; joining again gives the same token and place, with 200.
+#[tokio::test]
+async fn concurrent_joins_get_distinct_tokens_and_exact_places() {
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "1"), ("MAX_ACTIVE", "1")])).await;
+    let (concert, _) = app.new_concert(10, 100).await;
+    admitted(&app, concert).await; // the one slot is taken: nobody else moves
+    let users: Vec<String> = join_all((0..200).map(|_| app.new_user()))
+        .await
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let joins = join_all(users.iter().map(|auth| join(&app, auth, concert))).await;
+    let mut tokens = HashSet::new();
+    let mut places = Vec::new();
+    for (status, body) in &joins {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "WAITING");
+        assert_eq!(body["concert_id"], concert);
+        assert!(body["estimated_wait_seconds"].as_i64().unwrap() >= 1);
+        assert_eq!(body["expires_at"], Value::Null);
+        tokens.insert(body["token"].as_str().unwrap().to_owned());
+        places.push(body["position"].as_i64().unwrap());
+    }
+    assert_eq!(tokens.len(), 200);
+    places.sort();
+    assert_eq!(places, (1..=200).collect::<Vec<_>>());
+    // Again, the same user: the same token and place, 200.
+    let (status, again) = join(&app, &users[7], concert).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["token"], joins[7].1["token"]);
+    assert_eq!(again["position"], joins[7].1["position"]);
+    // Polls agree with the places.
+    let polled = poll(&app, &users[7], joins[7].1["token"].as_str().unwrap()).await;
+    assert_eq!(polled["position"], joins[7].1["position"]);
+}
+
+/// Rate 5/s and cap 12: admissions never run ahead of 5 × elapsed + 5 (plus a
+/// tick), reach exactly the cap and stay there; giving slots back lets the next in.
+#[tokio::test]
+async fn admission_keeps_the_rate_and_the_cap() {
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "5"), ("MAX_ACTIVE", "12")])).await;
+    let (concert, _) = app.new_concert(10, 100).await;
+    let users: Vec<String> = join_all((0..20).map(|_| app.new_user()))
+        .await
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let started = Instant::now();
+    let joins = join_all(users.iter().map(|auth| join(&app, auth, concert))).await;
+    let mut peak = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let active = active_count(&app, concert).await;
+        let bound = 5.0 * started.elapsed().as_secs_f64() + 5.0 + 1.0;
+        assert!(
+            (active as f64) <= bound,
+            "{active} active after {:?}",
+            started.elapsed()
+        );
+        assert!(active <= 12, "past the cap: {active}");
+        peak = peak.max(active);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(peak, 12, "the cap is reached");
+    assert_eq!(active_count(&app, concert).await, 12);
+    // The first admitted come first: arrival order.
+    let mut order: Vec<(i64, usize)> = joins
+        .iter()
+        .enumerate()
+        .map(|(i, (_, b))| (b["position"].as_i64().unwrap(), i))
+        .collect();
+    order.sort();
+    for &(_, i) in &order[..12] {
+        let body = poll(&app, &users[i], joins[i].1["token"].as_str().unwrap()).await;
+        assert_eq!(body["status"], "ACTIVE", "the 12 oldest are in");
+        assert_eq!(body["position"], Value::Null);
+        assert_eq!(body["estimated_wait_seconds"], 0);
+        assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    }
+    // Three give their slots back: the next three get in, no more.
+    for &(_, i) in &order[..3] {
+        let path = format!("/queue/tokens/{}", joins[i].1["token"].as_str().unwrap());
+        let (status, _) = app
+            .call(Method::DELETE, &path, &[("authorization", &users[i])], None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (_, next) = order[14];
+    wait_for_status(
+        &app,
+        &users[next],
+        joins[next].1["token"].as_str().unwrap(),
+        "ACTIVE",
+        Duration::from_secs(5),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(active_count(&app, concert).await, 12);
+    let (_, after) = order[15];
+    assert_eq!(
+        poll(
+            &app,
+            &users[after],
+            joins[after].1["token"].as_str().unwrap()
+        )
+        .await["position"],
+        1
+    );
+}
+
+/// Two servers on one Redis admit at the configured rate, not twice it; when the
+/// lease holder dies, the other takes over within the API's 5 seconds.
+#[tokio::test]
+async fn two_servers_admit_at_one_rate_and_hand_over() {
+    let settings = [("ADMISSION_RATE", "5"), ("MAX_ACTIVE", "0")];
+    let mut a = TestApp::spawn_with(env(&settings)).await;
+    let mut b = a.sibling(env(&settings)).await;
+    let (concert, _) = a.new_concert(10, 100).await;
+    let users: Vec<String> = join_all((0..60).map(|_| a.new_user()))
+        .await
+        .into_iter()
+        .map(|(_, x)| x)
+        .collect();
+    let started = Instant::now();
+    for (i, auth) in users.iter().enumerate() {
+        let app = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(join(app, auth, concert).await.0, StatusCode::CREATED);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let active = active_count(&a, concert).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        (active as f64) <= 5.0 * elapsed + 5.0 + 1.0,
+        "{active} admitted in {elapsed:.1} s: more than one rate"
+    );
+    assert!(
+        (active as f64) >= 5.0 * 2.0,
+        "{active} admitted in {elapsed:.1} s: admission stalled"
+    );
+
+    let redis = common::redis().await;
+    let holder: String = redis
+        .get(format!("{}:admission:lease", a.prefix))
+        .await
+        .unwrap();
+    let survivor_is_b = holder == a.instance_id;
+    assert!(holder == a.instance_id || holder == b.instance_id);
+    if survivor_is_b {
+        a.crash()
+    } else {
+        b.crash()
+    }
+    let before = active_count(&a, concert).await;
+    let took_over = eventually(Duration::from_secs(5), || async {
+        (active_count(&a, concert).await > before).then_some(())
+    })
+    .await;
+    assert!(
+        took_over.is_some(),
+        "nobody admitted within 5 s of the holder's death"
+    );
+    let holder: String = redis
+        .get(format!("{}:admission:lease", a.prefix))
+        .await
+        .unwrap();
+    assert_eq!(
+        holder,
+        if survivor_is_b {
+            b.instance_id.clone()
+        } else {
+            a.instance_id.clone()
+        }
+    );
+    let _ = redis.quit().await;
+}
+
+/// An ACTIVE token expires after ACTIVE_TTL_SECS and frees its slot; WAITING
+/// tokens that stop polling drop out, and the places behind them close up.
+#[tokio::test]
+async fn expiry_frees_slots_and_idle_waiters_drop_out() {
+    let app = TestApp::spawn_with(env(&[
+        ("ADMISSION_RATE", "50"),
+        ("MAX_ACTIVE", "1"),
+        ("ACTIVE_TTL_SECS", "2"),
+        ("WAITING_IDLE_SECS", "1"),
+    ]))
+    .await;
+    let (concert, _) = app.new_concert(10, 100).await;
+    let (first_auth, first) = admitted(&app, concert).await;
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let (_, auth) = app.new_user().await;
+        let (_, body) = join(&app, &auth, concert).await;
+        waiting.push((auth, body["token"].as_str().unwrap().to_owned()));
+    }
+    // Only the last keeps polling; the two ahead of it go quiet and drop out.
+    let (keen_auth, keen) = &waiting[2];
+    let closed_up = eventually(Duration::from_secs(4), || async {
+        let body = poll(&app, keen_auth, keen).await;
+        (body["position"] == 1 || body["status"] == "ACTIVE").then_some(())
+    })
+    .await;
+    assert!(closed_up.is_some(), "places did not close up");
+    for (auth, token) in &waiting[..2] {
+        assert_eq!(
+            poll(&app, auth, token).await["status"],
+            "EXPIRED",
+            "an idle waiter dropped out"
+        );
+    }
+    // The first token's two seconds run out: its slot goes to the keen waiter.
+    let body = wait_for_status(&app, keen_auth, keen, "ACTIVE", Duration::from_secs(5)).await;
+    assert_eq!(body["position"], Value::Null);
+    let gone = poll(&app, &first_auth, &first).await;
+    assert_eq!(gone["status"], "EXPIRED");
+    assert_eq!(
+        (gone["position"].clone(), gone["expires_at"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let path = format!("/concerts/{concert}/schedules");
+    assert_error(
+        &app.get(
+            &path,
+            &[("authorization", &first_auth), ("x-queue-token", &first)],
+        )
+        .await,
+        401,
+        "queue_token_expired",
+    );
+    // After expiry the user may join again, as a new arrival.
+    let (status, again) = join(&app, &first_auth, concert).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(again["token"], first.as_str());
+}
+
+/// Every row of API.md's gate table, in its order.
+#[tokio::test]
+async fn the_gate_checks_every_row_in_order() {
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "2")])).await;
+    let (concert, schedule) = app.new_concert(7, 100).await;
+    let (other_concert, _) = app.new_concert(3, 100).await;
+    let path = format!("/concerts/{concert}/schedules");
+    let (_, stranger) = app.new_user().await;
+    let get = |auth: String, token: Option<String>| {
+        let path = path.clone();
+        let app = &app;
+        async move {
+            let mut headers = vec![("authorization", auth)];
+            if let Some(t) = token {
+                headers.push(("x-queue-token", t));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.get(&path, &headers).await
+        }
+    };
+    assert_error(&app.get(&path, &[]).await, 401, "unauthorized");
+    assert_error(
+        &get(stranger.clone(), None).await,
+        401,
+        "queue_token_required",
+    );
+    assert_error(
+        &get(stranger.clone(), Some("not-a-uuid".into())).await,
+        401,
+        "queue_token_invalid",
+    );
+    assert_error(
+        &get(stranger.clone(), Some(uuid::Uuid::new_v4().to_string())).await,
+        401,
+        "queue_token_invalid",
+    );
+    let (auth, token) = admitted(&app, concert).await;
+    assert_error(
+        &get(stranger.clone(), Some(token.clone())).await,
+        401,
+        "queue_token_invalid",
+    );
+    // The resource's 404 comes before the gate.
+    assert_error(
+        &app.get(
+            "/concerts/987654321/schedules",
+            &[("authorization", &auth), ("x-queue-token", &token)],
+        )
+        .await,
+        404,
+        "concert_not_found",
+    );
+    // Valid, ACTIVE, right concert: the schedules, with seat counts.
+    let (status, body) = get(auth.clone(), Some(token.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["items"],
+        json!([{"id": schedule, "start_at": "2027-01-01T19:00:00Z", "seat_count": 7, "available_seats": 7}])
+    );
+    // A valid token of another concert.
+    let (o_auth, o_token) = admitted(&app, other_concert).await;
+    assert_error(
+        &get(o_auth.clone(), Some(o_token.clone())).await,
+        403,
+        "queue_token_wrong_concert",
+    );
+    // Still waiting: the cap (2) is full.
+    admitted(&app, concert).await;
+    let (_, w_auth) = app.new_user().await;
+    let w_token = join(&app, &w_auth, concert).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_error(
+        &get(w_auth.clone(), Some(w_token.clone())).await,
+        403,
+        "queue_token_not_active",
+    );
+    // Another user's waiting token is invalid before it is "waiting".
+    assert_error(
+        &get(stranger.clone(), Some(w_token.clone())).await,
+        401,
+        "queue_token_invalid",
+    );
+    // Processed (a paid user; set here until payments exist) and left tokens.
+    let redis = common::redis().await;
+    let _: () = redis
+        .hset(
+            format!("{}:{{c:{other_concert}}}:tok:{o_token}", app.prefix),
+            ("s", "P"),
+        )
+        .await
+        .unwrap();
+    let _ = redis.quit().await;
+    assert_error(
+        &get(o_auth.clone(), Some(o_token.clone())).await,
+        401,
+        "queue_token_expired",
+    );
+    assert_eq!(poll(&app, &o_auth, &o_token).await["status"], "PROCESSED");
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/queue/tokens/{token}"),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &get(auth.clone(), Some(token.clone())).await,
+        401,
+        "queue_token_expired",
+    );
+    assert_eq!(poll(&app, &auth, &token).await["status"], "EXPIRED");
+}
+
+#[tokio::test]
+async fn queue_bad_input_and_other_users_tokens() {
+    let app = TestApp::spawn().await;
+    let (concert, _) = app.new_concert(5, 100).await;
+    let (_, auth) = app.new_user().await;
+    let (_, other) = app.new_user().await;
+    let (status, body) = join(&app, &auth, concert).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = body["token"].as_str().unwrap().to_owned();
+    let before = (app.table_counts().await, app.redis_keys().await.len());
+    let a = [("authorization", auth.as_str())];
+    assert_error(
+        &app.post("/queue/tokens", &a, json!({"concert_id": "x"}))
+            .await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &app.post("/queue/tokens", &a, json!({})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &app.post("/queue/tokens", &a, json!({"concert_id": 987654321}))
+            .await,
+        404,
+        "concert_not_found",
+    );
+    assert_error(
+        &app.post("/queue/tokens", &[], json!({"concert_id": concert}))
+            .await,
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &app.get(&format!("/queue/tokens/{}", uuid::Uuid::new_v4()), &a)
+            .await,
+        404,
+        "queue_token_not_found",
+    );
+    assert_error(
+        &app.get("/queue/tokens/nonsense", &a).await,
+        404,
+        "queue_token_not_found",
+    );
+    let o = [("authorization", other.as_str())];
+    assert_error(
+        &app.get(&format!("/queue/tokens/{token}"), &o).await,
+        404,
+        "queue_token_not_found",
+    );
+    assert_error(
+        &app.call(Method::DELETE, &format!("/queue/tokens/{token}"), &o, None)
+            .await,
+        404,
+        "queue_token_not_found",
+    );
+    assert_error(
+        &app.get(&format!("/queue/tokens/{token}"), &[]).await,
+        401,
+        "unauthorized",
+    );
+    let after = (app.table_counts().await, app.redis_keys().await.len());
+    assert_eq!(before.1, after.1, "bad input added or removed no Redis key");
+    assert_eq!(
+        poll(&app, &auth, &token).await["status"],
+        "WAITING",
+        "the token survived"
+    );
+}
+
+/// Every token and status change reaches `reservation_queue`, written behind;
+/// a graceful shutdown writes what is still buffered.
+#[tokio::test]
+async fn the_audit_trail_follows_each_token() {
+    let mut app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "1")])).await;
+    let (concert, _) = app.new_concert(5, 100).await;
+    let (auth, active) = admitted(&app, concert).await;
+    let (_, w_auth) = app.new_user().await;
+    let waiting = join(&app, &w_auth, concert).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.call(
+        Method::DELETE,
+        &format!("/queue/tokens/{active}"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    wait_for_status(&app, &w_auth, &waiting, "ACTIVE", Duration::from_secs(5)).await;
+    let (_, late_auth) = app.new_user().await;
+    let late = join(&app, &late_auth, concert).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.shutdown().await;
+    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT token::text, status::text, activated_at IS NOT NULL FROM reservation_queue ORDER BY id",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    let find = |t: &str| rows.iter().find(|r| r.0 == t).map(|r| (r.1.as_str(), r.2));
+    assert_eq!(find(&active), Some(("EXPIRED", true)), "{rows:?}");
+    assert_eq!(find(&waiting), Some(("ACTIVE", true)), "{rows:?}");
+    assert_eq!(
+        find(&late),
+        Some(("WAITING", false)),
+        "written at shutdown: {rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn queue_metrics_are_exposed() {
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50")])).await;
+    let (concert, _) = app.new_concert(5, 100).await;
+    admitted(&app, concert).await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "queue_joins_total",
+        "queue_admissions_total",
+        "queue_admission_tick_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+    assert!(
+        text.contains(&format!("queue_active{{concert=\"{concert}\"}}")),
+        "per-concert gauge missing"
+    );
+}
