@@ -7,9 +7,10 @@
 -- The bucket lives here, in Redis, so the rate holds whichever server ticks.
 --
 -- KEYS[1]  waiting zset   KEYS[2] polled zset   KEYS[3] active zset   KEYS[4] bucket hash
+-- KEYS[5]  listed marker (refreshed: the worker visits this queue)
 -- ARGV[1]  rate per second   ARGV[2] max active (0 = none)   ARGV[3] active ttl ms
 -- ARGV[4]  idle ms   ARGV[5] retention ms of ended records   ARGV[6] token record key prefix
--- ARGV[7]  user index key prefix
+-- ARGV[7]  user index key prefix   ARGV[8] marker ttl ms
 -- returns  {waiting count, active count, admitted {token, user, ...}, expired {token, user, ...},
 --           dropped {token, user, ...}, active expiry ms of this tick's admissions}
 local t = redis.call('TIME')
@@ -18,24 +19,29 @@ local rate, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local idle, keep, rec, uidx = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local LIMIT = 5000 -- per step and tick, so one tick stays short
 
-local function finish(token, status)
+-- Ends a token that is still `from` (a token a payment already PROCESSED keeps
+-- its status; it only leaves the set it was in). Returns the user of an ended
+-- token, or '' when nothing ended (the caller then reports nothing).
+local function finish(token, from)
   local key = rec .. token
-  local user = redis.call('HGET', key, 'u')
-  if user then
-    redis.call('HSET', key, 's', status)
+  local r = redis.call('HMGET', key, 'u', 's')
+  local user = r[1]
+  if user and r[2] == from then
+    redis.call('HSET', key, 's', 'X')
     redis.call('PEXPIRE', key, keep)
     if redis.call('GET', uidx .. user) == token then
       redis.call('DEL', uidx .. user)
     end
+    return user
   end
-  return user or ''
+  return ''
 end
 
 local expired = {}
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, LIMIT)) do
   redis.call('ZREM', KEYS[3], token)
   expired[#expired + 1] = token
-  expired[#expired + 1] = finish(token, 'X')
+  expired[#expired + 1] = finish(token, 'A')
 end
 
 local dropped = {}
@@ -43,7 +49,7 @@ for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - idle, 
   redis.call('ZREM', KEYS[2], token)
   redis.call('ZREM', KEYS[1], token)
   dropped[#dropped + 1] = token
-  dropped[#dropped + 1] = finish(token, 'X')
+  dropped[#dropped + 1] = finish(token, 'W')
 end
 
 local b = redis.call('HMGET', KEYS[4], 'tokens', 'at')
@@ -79,5 +85,6 @@ if n > 0 then
 end
 redis.call('HSET', KEYS[4], 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[4], 3600000)
+redis.call('SET', KEYS[5], 1, 'PX', ARGV[8])
 
 return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[3]), admitted, expired, dropped, now + ttl}

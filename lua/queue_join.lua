@@ -7,12 +7,26 @@
 -- KEYS[4]  polled zset     token -> last poll ms
 -- KEYS[5]  arrival counter
 -- KEYS[6]  active zset     token -> expiry ms
+-- KEYS[7]  listed marker   present while the admission worker visits this queue
 -- ARGV[1]  new token   ARGV[2] user id   ARGV[3] waiting record ttl ms
 -- ARGV[4]  token record key prefix ({c}:tok:), to read the existing token's record
--- returns  {created 0/1, token, status, position|0, expires_ms|0, active count, queue was empty 0/1, joined ms}
+-- ARGV[5]  marker ttl ms
+-- returns  {created 0/1, token, status, position|0, expires_ms|0, active count,
+--           needs listing 0/1, joined ms}
+-- "needs listing": the worker is not known to visit this queue; the caller adds
+-- the concert to the worker's set. The marker is set here and refreshed by every
+-- admission tick, so a listing that failed is retried by the next join or poll.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
+
+local function needs_listing()
+  if redis.call('EXISTS', KEYS[7]) == 1 then
+    return 0
+  end
+  redis.call('SET', KEYS[7], 1, 'PX', ARGV[5])
+  return 1
+end
 
 local existing = redis.call('GET', KEYS[1])
 if existing then
@@ -25,14 +39,13 @@ if existing then
       redis.call('ZADD', KEYS[4], now, existing)
       redis.call('PEXPIRE', rec, ttl)
       redis.call('PEXPIRE', KEYS[1], ttl)
-      return {0, existing, 'W', rank + 1, 0, redis.call('ZCARD', KEYS[6]), 0, tonumber(r[3])}
+      return {0, existing, 'W', rank + 1, 0, redis.call('ZCARD', KEYS[6]), needs_listing(), tonumber(r[3])}
     end
   elseif r[1] == 'A' and tonumber(r[2]) > now then
     return {0, existing, 'A', 0, tonumber(r[2]), redis.call('ZCARD', KEYS[6]), 0, tonumber(r[3])}
   end
 end
 
-local was_empty = redis.call('ZCARD', KEYS[3]) == 0 and 1 or 0
 local seq = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[2], 'u', ARGV[2], 's', 'W', 'j', now)
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -40,4 +53,4 @@ redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 local rank = redis.call('ZRANK', KEYS[3], ARGV[1])
-return {1, ARGV[1], 'W', rank + 1, 0, redis.call('ZCARD', KEYS[6]), was_empty, now}
+return {1, ARGV[1], 'W', rank + 1, 0, redis.call('ZCARD', KEYS[6]), needs_listing(), now}

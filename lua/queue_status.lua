@@ -2,11 +2,11 @@
 -- as a poll (it keeps the token from being dropped as idle).
 --
 -- KEYS[1]  token record   KEYS[2] waiting zset   KEYS[3] polled zset   KEYS[4] active zset
--- KEYS[5]  user index
--- ARGV[1]  token   ARGV[2] user id   ARGV[3] waiting record ttl ms
+-- KEYS[5]  user index   KEYS[6] listed marker (see queue_join.lua)
+-- ARGV[1]  token   ARGV[2] user id   ARGV[3] waiting record ttl ms   ARGV[4] marker ttl ms
 -- returns  nil when unknown or another user's; else
---          {status W/A/X/P, position|0, expires ms|0, active count, joined ms}
-local r = redis.call('HMGET', KEYS[1], 'u', 's', 'e', 'j')
+--          {status W/A/X/P, position|0, expires ms|0, active count, needs listing 0/1}
+local r = redis.call('HMGET', KEYS[1], 'u', 's', 'e')
 if not r[1] or r[1] ~= ARGV[2] then
   return nil
 end
@@ -20,14 +20,19 @@ if status == 'W' then
     redis.call('ZADD', KEYS[3], now, ARGV[1])
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('PEXPIRE', KEYS[5], ttl)
-    return {'W', rank + 1, 0, redis.call('ZCARD', KEYS[4]), tonumber(r[4])}
+    local listing = 0
+    if redis.call('EXISTS', KEYS[6]) == 0 then
+      redis.call('SET', KEYS[6], 1, 'PX', ARGV[4])
+      listing = 1
+    end
+    return {'W', rank + 1, 0, redis.call('ZCARD', KEYS[4]), listing}
   end
   status = 'X'
 elseif status == 'A' then
   if tonumber(r[3]) > now then
-    return {'A', 0, tonumber(r[3]), 0, tonumber(r[4])}
+    return {'A', 0, tonumber(r[3]), 0, 0}
   end
   -- expired, and the admission tick has not tidied it yet
   status = 'X'
 end
-return {status, 0, 0, 0, tonumber(r[4])}
+return {status, 0, 0, 0, 0}

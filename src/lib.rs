@@ -134,12 +134,21 @@ impl App {
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics_upkeep());
         tasks.spawn(idempotency_sweeper(self.state.pg.clone()));
-        tasks.spawn(queue::admission::run(self.state.clone()));
+        let (stop_admission, admission_stop) = tokio::sync::watch::channel(false);
+        let admission = tokio::spawn(queue::admission::run(self.state.clone(), admission_stop));
         let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server stopped with an error");
+        }
+        // Let the admission worker finish its tick, so what it did is audited.
+        let _ = stop_admission.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), admission)
+            .await
+            .is_err()
+        {
+            tracing::warn!("admission worker did not stop in time");
         }
         tasks.shutdown().await;
         // The queue's audit trail is written behind: write what is buffered.

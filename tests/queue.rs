@@ -257,7 +257,7 @@ async fn expiry_frees_slots_and_idle_waiters_drop_out() {
     let app = TestApp::spawn_with(env(&[
         ("ADMISSION_RATE", "50"),
         ("MAX_ACTIVE", "1"),
-        ("ACTIVE_TTL_SECS", "2"),
+        ("ACTIVE_TTL_SECS", "5"),
         ("WAITING_IDLE_SECS", "1"),
     ]))
     .await;
@@ -284,8 +284,8 @@ async fn expiry_frees_slots_and_idle_waiters_drop_out() {
             "an idle waiter dropped out"
         );
     }
-    // The first token's two seconds run out: its slot goes to the keen waiter.
-    let body = wait_for_status(&app, keen_auth, keen, "ACTIVE", Duration::from_secs(5)).await;
+    // The first token's five seconds run out: its slot goes to the keen waiter.
+    let body = wait_for_status(&app, keen_auth, keen, "ACTIVE", Duration::from_secs(8)).await;
     assert_eq!(body["position"], Value::Null);
     let gone = poll(&app, &first_auth, &first).await;
     assert_eq!(gone["status"], "EXPIRED");
@@ -429,73 +429,131 @@ async fn the_gate_checks_every_row_in_order() {
 
 #[tokio::test]
 async fn queue_bad_input_and_other_users_tokens() {
-    let app = TestApp::spawn().await;
+    // The one slot is taken, so the token under test stays WAITING throughout.
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "1")])).await;
     let (concert, _) = app.new_concert(5, 100).await;
+    admitted(&app, concert).await;
     let (_, auth) = app.new_user().await;
     let (_, other) = app.new_user().await;
     let (status, body) = join(&app, &auth, concert).await;
     assert_eq!(status, StatusCode::CREATED);
     let token = body["token"].as_str().unwrap().to_owned();
-    let before = (app.table_counts().await, app.redis_keys().await.len());
+    let keys_before: HashSet<String> = app.redis_keys().await.into_iter().collect();
     let a = [("authorization", auth.as_str())];
-    assert_error(
-        &app.post("/queue/tokens", &a, json!({"concert_id": "x"}))
-            .await,
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &app.post("/queue/tokens", &a, json!({})).await,
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &app.post("/queue/tokens", &a, json!({"concert_id": 987654321}))
-            .await,
-        404,
-        "concert_not_found",
-    );
-    assert_error(
-        &app.post("/queue/tokens", &[], json!({"concert_id": concert}))
-            .await,
-        401,
-        "unauthorized",
-    );
-    assert_error(
-        &app.get(&format!("/queue/tokens/{}", uuid::Uuid::new_v4()), &a)
-            .await,
-        404,
-        "queue_token_not_found",
-    );
-    assert_error(
-        &app.get("/queue/tokens/nonsense", &a).await,
-        404,
-        "queue_token_not_found",
-    );
     let o = [("authorization", other.as_str())];
-    assert_error(
-        &app.get(&format!("/queue/tokens/{token}"), &o).await,
-        404,
-        "queue_token_not_found",
-    );
-    assert_error(
-        &app.call(Method::DELETE, &format!("/queue/tokens/{token}"), &o, None)
-            .await,
-        404,
-        "queue_token_not_found",
-    );
-    assert_error(
-        &app.get(&format!("/queue/tokens/{token}"), &[]).await,
-        401,
-        "unauthorized",
-    );
-    let after = (app.table_counts().await, app.redis_keys().await.len());
-    assert_eq!(before.1, after.1, "bad input added or removed no Redis key");
+    let bad = [
+        (
+            app.post("/queue/tokens", &a, json!({"concert_id": "x"}))
+                .await,
+            400,
+            "invalid_request",
+        ),
+        (
+            app.post("/queue/tokens", &a, json!({})).await,
+            400,
+            "invalid_request",
+        ),
+        (
+            app.post("/queue/tokens", &a, json!({"concert_id": 987654321}))
+                .await,
+            404,
+            "concert_not_found",
+        ),
+        (
+            app.post("/queue/tokens", &[], json!({"concert_id": concert}))
+                .await,
+            401,
+            "unauthorized",
+        ),
+        (
+            app.get(&format!("/queue/tokens/{}", uuid::Uuid::new_v4()), &a)
+                .await,
+            404,
+            "queue_token_not_found",
+        ),
+        (
+            app.get("/queue/tokens/nonsense", &a).await,
+            404,
+            "queue_token_not_found",
+        ),
+        (
+            app.get(&format!("/queue/tokens/{token}"), &o).await,
+            404,
+            "queue_token_not_found",
+        ),
+        (
+            app.call(Method::DELETE, &format!("/queue/tokens/{token}"), &o, None)
+                .await,
+            404,
+            "queue_token_not_found",
+        ),
+        (
+            app.call(Method::DELETE, "/queue/tokens/nonsense", &a, None)
+                .await,
+            404,
+            "queue_token_not_found",
+        ),
+        (
+            app.get(&format!("/queue/tokens/{token}"), &[]).await,
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (got, status, code) in &bad {
+        assert_error(got, *status, code);
+    }
+    let keys_after: HashSet<String> = app.redis_keys().await.into_iter().collect();
     assert_eq!(
-        poll(&app, &auth, &token).await["status"],
-        "WAITING",
-        "the token survived"
+        keys_before, keys_after,
+        "bad input added or removed no Redis key"
     );
+    let body = poll(&app, &auth, &token).await;
+    assert_eq!(
+        (body["status"].as_str(), body["position"].as_i64()),
+        (Some("WAITING"), Some(1)),
+        "the token is untouched"
+    );
+}
+
+/// If adding a concert to the worker's list was lost (a timeout, a crash between
+/// the join and the listing), the next poll lists it again: no queue stalls.
+#[tokio::test]
+async fn a_lost_listing_heals_on_the_next_poll() {
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "1")])).await;
+    let (concert, _) = app.new_concert(5, 100).await;
+    let (first_auth, first) = admitted(&app, concert).await; // holds the one slot
+    let (_, auth) = app.new_user().await;
+    let token = join(&app, &auth, concert).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The state a failed listing leaves once its marker lapsed: the queue is not
+    // on the worker's list and nothing says it should be.
+    let redis = common::redis().await;
+    let _: i64 = redis
+        .srem(format!("{}:queues", app.prefix), concert)
+        .await
+        .unwrap();
+    let _: i64 = redis
+        .del(format!("{}:{{c:{concert}}}:listed", app.prefix))
+        .await
+        .unwrap();
+    // The slot frees, but nobody visits the queue: the waiter stays WAITING.
+    let path = format!("/queue/tokens/{first}");
+    app.call(
+        Method::DELETE,
+        &path,
+        &[("authorization", &first_auth)],
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let record = format!("{}:{{c:{concert}}}:tok:{token}", app.prefix);
+    let status: String = redis.hget(&record, "s").await.unwrap();
+    assert_eq!(status, "W", "an unlisted queue is not visited");
+    // Its next poll lists the queue again, and it is admitted.
+    wait_for_status(&app, &auth, &token, "ACTIVE", Duration::from_secs(3)).await;
+    let _ = redis.quit().await;
 }
 
 /// Every token and status change reaches `reservation_queue`, written behind;

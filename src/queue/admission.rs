@@ -9,7 +9,7 @@ use super::{ENDED_RETENTION_MS, QueueSettings, QueueStatus, int, millis, text};
 use crate::error::{Error, Result};
 use crate::store::{Keys, Redis};
 use chrono::Utc;
-use fred::interfaces::{SetsInterface, SortedSetsInterface};
+use fred::interfaces::SetsInterface;
 use fred::types::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +20,19 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// How long the lease lasts without renewal: the take-over time if its holder dies.
 pub const LEASE: Duration = Duration::from_secs(2);
 
-/// Runs until the task is dropped.
-pub async fn run(app: Arc<crate::AppState>) {
+/// Runs until `stop` turns true; a tick under way is finished first, so what it
+/// admitted or expired also reaches the audit trail.
+pub async fn run(app: Arc<crate::AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let me = app.instance_id.clone();
     let settings = QueueSettings::from_config(&app.config);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
         match hold_lease(&app.redis, &app.keys, &me).await {
             Ok(now_leading) => {
                 if now_leading != leading {
@@ -41,11 +45,8 @@ pub async fn run(app: Arc<crate::AppState>) {
                 leading = false;
             }
         }
-        if !leading {
-            continue;
-        }
-        if let Err(e) = admit_all(&app.redis, &app.keys, &app.audit, &settings).await {
-            tracing::warn!(error = %e, "admission tick failed; retrying next tick");
+        if leading {
+            admit_all(&app.redis, &app.keys, &app.audit, &settings).await;
         }
     }
 }
@@ -61,34 +62,63 @@ async fn hold_lease(redis: &Redis, keys: &Keys, me: &str) -> Result<bool> {
     Ok(held == 1)
 }
 
-/// One tick over every concert with a queue.
-pub async fn admit_all(redis: &Redis, keys: &Keys, audit: &Audit, s: &QueueSettings) -> Result<()> {
-    let concerts: Vec<i64> = redis.client().smembers(keys.queued_concerts()).await?;
+/// One tick over every concert with a queue. A concert that fails is logged
+/// and retried next tick; it never holds up the others.
+pub async fn admit_all(redis: &Redis, keys: &Keys, audit: &Audit, s: &QueueSettings) {
+    let concerts: Vec<i64> = match redis.client().smembers(keys.queued_concerts()).await {
+        Ok(concerts) => concerts,
+        Err(e) => {
+            tracing::warn!(error = %e, "admission: cannot read the list of queues");
+            return;
+        }
+    };
     for concert_id in concerts {
         let started = Instant::now();
-        let (waiting, active) = admit(redis, keys, audit, s, concert_id).await?;
+        let (waiting, active) = match admit(redis, keys, audit, s, concert_id).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::warn!(error = %e, concert_id, "admission tick failed; retrying next tick");
+                continue;
+            }
+        };
         metrics::histogram!("queue_admission_tick_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let label = concert_id.to_string();
         metrics::gauge!("queue_waiting", "concert" => label.clone()).set(waiting as f64);
         metrics::gauge!("queue_active", "concert" => label).set(active as f64);
         if waiting == 0 && active == 0 {
-            forget_if_idle(redis, keys, concert_id).await?;
+            unlist_if_idle(redis, keys, concert_id).await;
         }
     }
-    Ok(())
 }
 
-/// Takes a concert off the worker's list, then looks again: a join that raced
-/// with the removal puts it back, so no queue is ever left unvisited.
-async fn forget_if_idle(redis: &Redis, keys: &Keys, concert_id: i64) -> Result<()> {
+/// Takes an empty queue off the worker's list. The concert leaves the set
+/// first; then, atomically, the listed marker is dropped only if the queue is
+/// still empty, so a join either ran before (and is seen: the concert goes back)
+/// or runs after (finds no marker, and lists the concert itself).
+async fn unlist_if_idle(redis: &Redis, keys: &Keys, concert_id: i64) {
+    let q = keys.queue(concert_id);
     let client = redis.client();
-    let _: i64 = client.srem(keys.queued_concerts(), concert_id).await?;
-    let waiting: i64 = client.zcard(keys.queue(concert_id).waiting()).await?;
-    if waiting > 0 {
-        let _: i64 = client.sadd(keys.queued_concerts(), concert_id).await?;
+    if client
+        .srem::<i64, _, _>(keys.queued_concerts(), concert_id)
+        .await
+        .is_err()
+    {
+        return;
     }
-    Ok(())
+    let unlisted: Result<i64> = redis
+        .run(
+            &redis.scripts.queue_unlist,
+            vec![q.waiting(), q.active(), q.listed()],
+            vec![],
+        )
+        .await;
+    if !matches!(unlisted, Ok(1)) {
+        // In use again, or unknown: list it back (the marker heals a failure here).
+        let _ = client
+            .sadd::<i64, _, _>(keys.queued_concerts(), concert_id)
+            .await;
+    }
 }
 
 /// One atomic admission step for one concert; returns (waiting, active).
@@ -103,7 +133,7 @@ pub async fn admit(
     let reply: Vec<Value> = redis
         .run(
             &redis.scripts.queue_admit,
-            vec![q.waiting(), q.polled(), q.active(), q.bucket()],
+            vec![q.waiting(), q.polled(), q.active(), q.bucket(), q.listed()],
             vec![
                 s.admission_rate.to_string(),
                 s.max_active.to_string(),
@@ -112,6 +142,7 @@ pub async fn admit(
                 ENDED_RETENTION_MS.to_string(),
                 q.token_prefix(),
                 q.user_prefix(),
+                super::LISTED_MARKER_MS.to_string(),
             ],
         )
         .await?;

@@ -153,7 +153,10 @@ async fn write(pg: &PgPool, batch: &[AuditEvent]) -> Result<(), sqlx::Error> {
             })
             .or_insert_with(|| e.clone());
     }
-    let rows: Vec<&AuditEvent> = merged.values().collect();
+    // Rows in token order: concurrent batches from several servers then lock
+    // shared rows in the same order and cannot deadlock each other.
+    let mut rows: Vec<&AuditEvent> = merged.values().collect();
+    rows.sort_unstable_by_key(|e| e.token);
     sqlx::query(
         "INSERT INTO reservation_queue (token, user_id, concert_id, status, activated_at, expires_at, created_at)
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::queue_token_status[],

@@ -22,6 +22,9 @@ pub use token::QueueToken;
 
 /// How long an ended token (EXPIRED, PROCESSED) can still be read.
 pub const ENDED_RETENTION_MS: u64 = 3600 * 1000;
+/// How long a queue's "listed" marker lasts without an admission tick: the
+/// longest a queue can go unvisited if adding it to the worker's set failed.
+pub const LISTED_MARKER_MS: u64 = 5 * 1000;
 
 /// Ordered as a token's life goes: a status never moves backwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, sqlx::Type)]
@@ -149,12 +152,14 @@ pub async fn join(
                 q.polled(),
                 q.arrivals(),
                 q.active(),
+                q.listed(),
             ],
             vec![
                 text_token.clone(),
                 user_id.to_string(),
                 s.waiting_record_ttl_ms().to_string(),
                 q.token_prefix(),
+                LISTED_MARKER_MS.to_string(),
             ],
         )
         .await?;
@@ -165,7 +170,7 @@ pub async fn join(
         position,
         expires,
         active,
-        was_empty,
+        needs_listing,
         joined,
     ] = reply.as_slice()
     else {
@@ -174,14 +179,8 @@ pub async fn join(
     let created = int(created)? == 1;
     let status = QueueStatus::from_code(&text(status)?)?;
     let tok = text(tok)?;
-    if int(was_empty)? == 1 {
-        // The queue just went from empty to not: make sure the worker visits it.
-        let _: i64 = fred::interfaces::SetsInterface::sadd(
-            redis.client(),
-            keys.queued_concerts(),
-            concert_id,
-        )
-        .await?;
+    if int(needs_listing)? == 1 {
+        list_for_admission(redis, keys, concert_id).await?;
     }
     if created {
         metrics::counter!("queue_joins_total").increment(1);
@@ -207,6 +206,15 @@ pub async fn join(
             s,
         ),
     })
+}
+/// Makes sure the admission worker visits `concert_id`'s queue. The second
+/// round trip of a join or poll, needed only when a queue (re)starts: the
+/// worker's ticks keep the marker that makes it unnecessary otherwise.
+async fn list_for_admission(redis: &Redis, keys: &Keys, concert_id: i64) -> Result<()> {
+    let _: i64 =
+        fred::interfaces::SetsInterface::sadd(redis.client(), keys.queued_concerts(), concert_id)
+            .await?;
+    Ok(())
 }
 
 fn view(
@@ -264,20 +272,25 @@ pub async fn status(
                 q.polled(),
                 q.active(),
                 q.user(user_id),
+                q.listed(),
             ],
             vec![
                 text_token.clone(),
                 user_id.to_string(),
                 s.waiting_record_ttl_ms().to_string(),
+                LISTED_MARKER_MS.to_string(),
             ],
         )
         .await?;
     let reply = reply
         .filter(|r| !r.is_empty())
         .ok_or_else(token_not_found)?;
-    let [status, position, expires, active, _joined] = reply.as_slice() else {
+    let [status, position, expires, active, needs_listing] = reply.as_slice() else {
         return Err(Error::Internal(format!("queue_status reply {reply:?}")));
     };
+    if int(needs_listing)? == 1 {
+        list_for_admission(redis, keys, token.concert_id).await?;
+    }
     let status = QueueStatus::from_code(&text(status)?)?;
     Ok(view(
         text_token,

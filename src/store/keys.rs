@@ -72,6 +72,10 @@ impl QueueKeys {
     pub fn arrivals(&self) -> String {
         format!("{}:arrivals", self.tag)
     }
+    /// Marker: present while the admission worker visits this queue.
+    pub fn listed(&self) -> String {
+        format!("{}:listed", self.tag)
+    }
     /// Hash: the admission token bucket.
     pub fn bucket(&self) -> String {
         format!("{}:bucket", self.tag)

@@ -25,6 +25,7 @@ pub struct Scripts {
     pub queue_gate: Script,
     pub queue_leave: Script,
     pub queue_admit: Script,
+    pub queue_unlist: Script,
     pub lease: Script,
 }
 
@@ -37,11 +38,12 @@ impl Scripts {
             queue_gate: Script::from_lua(include_str!("../../lua/queue_gate.lua")),
             queue_leave: Script::from_lua(include_str!("../../lua/queue_leave.lua")),
             queue_admit: Script::from_lua(include_str!("../../lua/queue_admit.lua")),
+            queue_unlist: Script::from_lua(include_str!("../../lua/queue_unlist.lua")),
             lease: Script::from_lua(include_str!("../../lua/lease.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 7] {
+    fn all(&self) -> [&Script; 8] {
         [
             &self.ready,
             &self.queue_join,
@@ -49,6 +51,7 @@ impl Scripts {
             &self.queue_gate,
             &self.queue_leave,
             &self.queue_admit,
+            &self.queue_unlist,
             &self.lease,
         ]
     }
