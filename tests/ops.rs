@@ -21,15 +21,7 @@ async fn health_ready_and_metrics() {
     assert_eq!(body["status"], "ok");
 
     app.get("/concerts", &[]).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("# TYPE http_requests_total counter"),
         "{text}"

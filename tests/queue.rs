@@ -603,15 +603,7 @@ async fn queue_metrics_are_exposed() {
     let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50")])).await;
     let (concert, _) = app.new_concert(5, 100).await;
     admitted(&app, concert).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for name in [
         "queue_joins_total",
         "queue_admissions_total",

@@ -194,6 +194,18 @@ impl TestApp {
         self.call(Method::POST, path, headers, Some(body)).await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
     /// A new user through `POST /users`: (id, bearer header value).
     pub async fn new_user(&self) -> (i64, String) {
         let (status, body) = self.post("/users", &[], json!({})).await;
