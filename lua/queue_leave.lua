@@ -1,14 +1,18 @@
 -- queue_leave.lua: the owner gives up a token: it leaves the waiting queue or
--- frees its active slot at once, and reads as EXPIRED from then on.
+-- frees its active slot at once, and reads as EXPIRED from then on. Giving up a
+-- live token also releases the user's pending holds in the concert (API.md).
 --
 -- KEYS[1]  token record   KEYS[2] waiting zset   KEYS[3] polled zset   KEYS[4] active zset
--- KEYS[5]  user index
+-- KEYS[5]  user index   KEYS[6] user's holds zset
 -- ARGV[1]  token   ARGV[2] user id   ARGV[3] retention ms of an ended record
--- returns  nil when unknown or another user's; else the status it had (W/A/X/P)
+-- ARGV[4]  concert tag (reservation records and seat holds are found from it)
+-- returns  nil when unknown or another user's; else {status it had (W/A/X/P),
+--          holds released}
 local r = redis.call('HMGET', KEYS[1], 'u', 's')
 if not r[1] or r[1] ~= ARGV[2] then
   return nil
 end
+local released = 0
 if r[2] == 'W' or r[2] == 'A' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -18,5 +22,14 @@ if r[2] == 'W' or r[2] == 'A' then
   if redis.call('GET', KEYS[5]) == ARGV[1] then
     redis.call('DEL', KEYS[5])
   end
+  for _, rid in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+    local rec = reservation_key(ARGV[4], rid)
+    local h = redis.call('HMGET', rec, 'sc', 'i', 'st')
+    if h[3] == 'P' then
+      released = released + release_seat(ARGV[4], h[1], h[2], rid)
+      redis.call('HSET', rec, 'st', 'X')
+    end
+  end
+  redis.call('DEL', KEYS[6])
 end
-return r[2]
+return {r[2], released}

@@ -35,6 +35,18 @@ pub enum Error {
         code: &'static str,
         message: Cow<'static, str>,
     },
+    /// The balance does not cover a payment.
+    #[error("{message}")]
+    PaymentRequired {
+        code: &'static str,
+        message: Cow<'static, str>,
+    },
+    /// What the request names existed but is over (a lapsed hold).
+    #[error("{message}")]
+    Gone {
+        code: &'static str,
+        message: Cow<'static, str>,
+    },
     #[error("{message}")]
     Conflict {
         code: &'static str,
@@ -88,6 +100,8 @@ impl Error {
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Error::Gone { .. } => StatusCode::GONE,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,6 +116,8 @@ impl Error {
             | Error::Unauthorized { code, .. }
             | Error::Forbidden { code, .. }
             | Error::NotFound { code, .. }
+            | Error::PaymentRequired { code, .. }
+            | Error::Gone { code, .. }
             | Error::Conflict { code, .. }
             | Error::Unprocessable { code, .. } => code,
             Error::PayloadTooLarge => "payload_too_large",

@@ -7,6 +7,7 @@
 //! and the integration tests both start the service through it.
 
 pub mod auth;
+pub mod booking;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub catalog: catalog::CatalogCache,
     pub queue: queue::QueueSettings,
     pub audit: queue::audit::Audit,
+    pub booking: booking::Booking,
     /// This process's id, e.g. as the admission lease's holder.
     pub instance_id: String,
     pub metrics: &'static PrometheusHandle,
@@ -67,6 +69,8 @@ pub enum StartError {
 pub struct App {
     state: Arc<AppState>,
     audit_writer: tokio::task::JoinHandle<()>,
+    /// The SOLD rebuild could not run at start: the background task does it.
+    rebuild_pending: bool,
 }
 
 impl App {
@@ -85,20 +89,25 @@ impl App {
         let redis = Redis::connect(&config.redis_url)?;
         redis.load_scripts(Duration::from_secs(2)).await;
         let (audit, audit_writer) = queue::audit::Audit::start(pg.clone());
+        let state = Arc::new(AppState {
+            queue: queue::QueueSettings::from_config(&config),
+            booking: booking::Booking::new(booking::BookingSettings::from_config(&config)),
+            audit,
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            keys: Keys::new(config.redis_prefix.clone()),
+            tokens: TokenKeys::new(&config.auth_secret),
+            catalog: catalog::CatalogCache::default(),
+            metrics: telemetry::metrics(),
+            config,
+            pg,
+            redis,
+        });
+        // Sold seats are in Redis before the first request (if Redis is up).
+        let rebuild_pending = booking::recovery::at_start(&state, Duration::from_secs(10)).await;
         Ok(App {
             audit_writer,
-            state: Arc::new(AppState {
-                queue: queue::QueueSettings::from_config(&config),
-                audit,
-                instance_id: uuid::Uuid::new_v4().to_string(),
-                keys: Keys::new(config.redis_prefix.clone()),
-                tokens: TokenKeys::new(&config.auth_secret),
-                catalog: catalog::CatalogCache::default(),
-                metrics: telemetry::metrics(),
-                config,
-                pg,
-                redis,
-            }),
+            state,
+            rebuild_pending,
         })
     }
 
@@ -135,7 +144,15 @@ impl App {
         tasks.spawn(metrics_upkeep());
         tasks.spawn(idempotency_sweeper(self.state.pg.clone()));
         let (stop_admission, admission_stop) = tokio::sync::watch::channel(false);
-        let admission = tokio::spawn(queue::admission::run(self.state.clone(), admission_stop));
+        let admission = tokio::spawn(queue::admission::run(
+            self.state.clone(),
+            admission_stop.clone(),
+        ));
+        tasks.spawn(booking::recovery::run(
+            self.state.clone(),
+            admission_stop,
+            self.rebuild_pending,
+        ));
         let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;

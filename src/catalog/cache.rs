@@ -6,17 +6,21 @@
 //! and other instances see it within [`TTL`]. Misses (unknown ids) are not
 //! cached, so the cache holds at most one entry per concert.
 
-use super::{Concert, ConcertSummary};
+use super::{Concert, ConcertSummary, Schedule};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const TTL: Duration = Duration::from_secs(1);
 
+/// Entries by id, each with the moment it was read.
+type Timed<T> = Mutex<HashMap<i64, (Instant, Arc<T>)>>;
+
 #[derive(Default)]
 pub struct CatalogCache {
     list: Mutex<Option<(Instant, Arc<Vec<ConcertSummary>>)>>,
-    concerts: Mutex<HashMap<i64, (Instant, Arc<Concert>)>>,
+    concerts: Timed<Concert>,
+    schedules: Timed<Vec<Schedule>>,
 }
 
 fn fresh<T: Clone>(entry: Option<&(Instant, T)>) -> Option<T> {
@@ -44,6 +48,25 @@ impl CatalogCache {
         if let Ok(mut map) = self.concerts.lock() {
             map.retain(|_, (at, _)| at.elapsed() < TTL);
             map.insert(concert.id, (Instant::now(), concert));
+        }
+    }
+
+    pub fn schedules(&self, concert_id: i64) -> Option<Arc<Vec<Schedule>>> {
+        fresh(self.schedules.lock().ok()?.get(&concert_id))
+    }
+
+    pub fn put_schedules(&self, concert_id: i64, list: Arc<Vec<Schedule>>) {
+        if let Ok(mut map) = self.schedules.lock() {
+            map.retain(|_, (at, _)| at.elapsed() < TTL);
+            map.insert(concert_id, (Instant::now(), list));
+        }
+    }
+
+    /// Forgets a concert's schedules after a write, so this instance lists a new
+    /// schedule at once.
+    pub fn invalidate_schedules(&self, concert_id: i64) {
+        if let Ok(mut map) = self.schedules.lock() {
+            map.remove(&concert_id);
         }
     }
 

@@ -191,32 +191,35 @@ pub async fn concert(pg: &PgPool, cache: &CatalogCache, concert_id: i64) -> Resu
     Ok(concert)
 }
 
-/// A schedule as the booking pages list it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct ScheduleAvailability {
-    pub id: i64,
-    #[serde(serialize_with = "crate::time::serialize")]
-    pub start_at: DateTime<Utc>,
-    pub seat_count: i32,
-    pub available_seats: i64,
-}
-
-/// A concert's schedules by start, each with its seats not sold. (Holds, when
-/// they exist, will take seats away too, from Redis; for now a sale is a
-/// CONFIRMED reservation in Postgres.)
-pub async fn schedules(pg: &PgPool, concert_id: i64) -> Result<Vec<ScheduleAvailability>> {
-    Ok(sqlx::query_as(
-        "SELECT s.id, s.start_at, s.seat_count,
-                s.seat_count - (SELECT count(*) FROM reservation r
-                                 WHERE r.concert_schedule_id = s.id AND r.status = 'CONFIRMED')
-                    AS available_seats
-           FROM concert_schedule s
-          WHERE s.concert_id = $1
-          ORDER BY s.start_at, s.id",
+/// A concert's schedules by start; read through the cache. (Their live
+/// availability is the booking module's, from Redis.)
+pub async fn schedules(
+    pg: &PgPool,
+    cache: &CatalogCache,
+    concert_id: i64,
+) -> Result<Arc<Vec<Schedule>>> {
+    if let Some(list) = cache.schedules(concert_id) {
+        return Ok(list);
+    }
+    let rows: Vec<(i64, DateTime<Utc>, i32)> = sqlx::query_as(
+        "SELECT id, start_at, seat_count FROM concert_schedule
+          WHERE concert_id = $1 ORDER BY start_at, id",
     )
     .bind(concert_id)
     .fetch_all(pg)
-    .await?)
+    .await?;
+    let list = Arc::new(
+        rows.into_iter()
+            .map(|(id, start_at, seat_count)| Schedule {
+                id,
+                concert_id,
+                start_at,
+                seat_count,
+            })
+            .collect::<Vec<_>>(),
+    );
+    cache.put_schedules(concert_id, list.clone());
+    Ok(list)
 }
 
 pub fn concert_not_found() -> Error {

@@ -80,5 +80,6 @@ pub async fn create_schedule(
     let start_at = crate::time::parse(&body.start_at)
         .ok_or_else(|| Error::bad_request("start_at must be an RFC 3339 timestamp"))?;
     let schedule = catalog::create_schedule(&app.pg, concert_id, start_at, body.plan()?).await?;
+    app.catalog.invalidate_schedules(concert_id);
     Ok((StatusCode::CREATED, axum::Json(schedule)))
 }

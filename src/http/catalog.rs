@@ -2,7 +2,8 @@
 
 use super::extract::{AuthUser, Path, QueuePass};
 use crate::AppState;
-use crate::catalog::{self, Concert, ConcertSummary, ScheduleAvailability};
+use crate::booking::{self, ScheduleAvailability};
+use crate::catalog::{self, Concert, ConcertSummary};
 use crate::error::Result;
 use axum::Json;
 use axum::extract::State;
@@ -30,16 +31,17 @@ pub async fn concert(
     ))
 }
 
-/// A concert's schedules by start, with seats still available. Gated: user auth,
-/// the concert's `404`, then the queue pass.
+/// A concert's schedules by start, with seats neither sold nor held. Gated:
+/// user auth, the concert's `404`, then the queue pass (in the same Redis round
+/// trip as the availability).
 pub async fn schedules(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
     pass: QueuePass,
     Path(concert_id): Path<i64>,
 ) -> Result<Json<Items<ScheduleAvailability>>> {
-    catalog::concert(&app.pg, &app.catalog, concert_id).await?;
-    crate::queue::check_pass(&app.redis, &app.keys, user, pass.0.as_deref(), concert_id).await?;
-    let items = Arc::new(catalog::schedules(&app.pg, concert_id).await?);
-    Ok(Json(Items { items }))
+    let items = booking::schedules(&app, user, pass.0.as_deref(), concert_id).await?;
+    Ok(Json(Items {
+        items: Arc::new(items),
+    }))
 }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod balance;
+mod booking;
 mod catalog;
 pub mod extract;
 mod ops;
@@ -44,6 +45,13 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/concerts", get(catalog::list_concerts))
         .route("/concerts/{concert_id}", get(catalog::concert))
         .route("/concerts/{concert_id}/schedules", get(catalog::schedules))
+        .route("/schedules/{schedule_id}/seats", get(booking::seats))
+        .route("/reservations", post(booking::hold))
+        .route(
+            "/reservations/{reservation_id}",
+            get(booking::reservation).delete(booking::cancel),
+        )
+        .route("/payments", post(booking::pay))
         .route("/queue/tokens", post(queue::join))
         .route(
             "/queue/tokens/{token}",

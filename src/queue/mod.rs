@@ -13,6 +13,7 @@ pub mod token;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::store::redis::{int, text};
 use crate::store::{Keys, Redis};
 use audit::{Audit, AuditEvent};
 use chrono::{DateTime, TimeZone, Utc};
@@ -109,17 +110,6 @@ pub fn estimate_wait_seconds(position: i64, active: i64, s: &QueueSettings) -> i
 
 fn millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
-}
-
-/// Reads an integer out of a script reply.
-fn int(v: &Value) -> Result<i64> {
-    v.as_i64()
-        .ok_or_else(|| Error::Internal(format!("script reply: expected an integer, got {v:?}")))
-}
-
-fn text(v: &Value) -> Result<String> {
-    v.as_string()
-        .ok_or_else(|| Error::Internal(format!("script reply: expected a string, got {v:?}")))
 }
 
 /// The result of a join: the view, and whether a new token was made (201) or
@@ -303,7 +293,8 @@ pub async fn status(
     ))
 }
 
-/// The owner gives a token up: it leaves the queue or frees its active slot.
+/// The owner gives a token up: it leaves the queue or frees its active slot,
+/// and the user's pending holds in the concert are released.
 pub async fn leave(
     redis: &Redis,
     keys: &Keys,
@@ -313,8 +304,9 @@ pub async fn leave(
 ) -> Result<()> {
     let token = QueueToken::parse(token).ok_or_else(token_not_found)?;
     let q = keys.queue(token.concert_id);
+    let b = keys.booking(token.concert_id);
     let text_token = token.text();
-    let had: Option<String> = redis
+    let reply: Option<Vec<Value>> = redis
         .run(
             &redis.scripts.queue_leave,
             vec![
@@ -323,27 +315,74 @@ pub async fn leave(
                 q.polled(),
                 q.active(),
                 q.user(user_id),
+                b.user_holds(user_id),
             ],
             vec![
                 text_token,
                 user_id.to_string(),
                 ENDED_RETENTION_MS.to_string(),
+                b.tag().to_owned(),
             ],
         )
         .await?;
-    match had.as_deref() {
-        None => Err(token_not_found()),
-        Some("W" | "A") => {
-            metrics::counter!("queue_expired_total", "reason" => "left").increment(1);
-            audit.record(AuditEvent::ended(
-                token.uuid,
-                user_id,
-                token.concert_id,
-                QueueStatus::Expired,
-            ));
-            Ok(())
-        }
-        Some(_) => Ok(()),
+    let reply = reply
+        .filter(|r| !r.is_empty())
+        .ok_or_else(token_not_found)?;
+    let [had, released] = reply.as_slice() else {
+        return Err(Error::Internal(format!("queue_leave reply {reply:?}")));
+    };
+    let released = int(released)?;
+    if released > 0 {
+        metrics::counter!("holds_released_total", "reason" => "left").increment(released as u64);
+    }
+    if matches!(text(had)?.as_str(), "W" | "A") {
+        metrics::counter!("queue_expired_total", "reason" => "left").increment(1);
+        audit.record(AuditEvent::ended(
+            token.uuid,
+            user_id,
+            token.concert_id,
+            QueueStatus::Expired,
+        ));
+    }
+    Ok(())
+}
+
+fn pass_required() -> Error {
+    Error::Unauthorized {
+        code: "queue_token_required",
+        message: "an X-Queue-Token header is required".into(),
+    }
+}
+
+fn pass_invalid() -> Error {
+    Error::Unauthorized {
+        code: "queue_token_invalid",
+        message: "the queue token is unknown or not yours".into(),
+    }
+}
+
+/// Maps a gate script's verdict to the API's answer: `Ok` for `"ok"`, else the
+/// gate's error. Other verdicts are the caller's to read first.
+pub fn gate_verdict(verdict: &str) -> Result<()> {
+    match verdict {
+        "ok" => Ok(()),
+        "invalid" => Err(pass_invalid()),
+        "expired" => Err(Error::Unauthorized {
+            code: "queue_token_expired",
+            message: "the queue token has expired or was already used".into(),
+        }),
+        "waiting" => Err(Error::Forbidden {
+            code: "queue_token_not_active",
+            message: "the queue token is still waiting to be admitted".into(),
+        }),
+        other => Err(Error::Internal(format!("gate verdict {other:?}"))),
+    }
+}
+
+fn wrong_concert() -> Error {
+    Error::Forbidden {
+        code: "queue_token_wrong_concert",
+        message: "the queue token is for another concert".into(),
     }
 }
 
@@ -356,15 +395,7 @@ pub async fn check_pass(
     header: Option<&str>,
     concert_id: i64,
 ) -> Result<()> {
-    let header = header.ok_or_else(|| Error::Unauthorized {
-        code: "queue_token_required",
-        message: "an X-Queue-Token header is required".into(),
-    })?;
-    let invalid = || Error::Unauthorized {
-        code: "queue_token_invalid",
-        message: "the queue token is unknown or not yours".into(),
-    };
-    let token = QueueToken::parse(header).ok_or_else(invalid)?;
+    let token = QueueToken::parse(header.ok_or_else(pass_required)?).ok_or_else(pass_invalid)?;
     let q = keys.queue(token.concert_id);
     let verdict: String = redis
         .run(
@@ -373,23 +404,31 @@ pub async fn check_pass(
             vec![user_id.to_string()],
         )
         .await?;
-    match verdict.as_str() {
-        "invalid" => Err(invalid()),
-        "expired" => Err(Error::Unauthorized {
-            code: "queue_token_expired",
-            message: "the queue token has expired or was already used".into(),
-        }),
-        "waiting" => Err(Error::Forbidden {
-            code: "queue_token_not_active",
-            message: "the queue token is still waiting to be admitted".into(),
-        }),
-        "ok" if token.concert_id != concert_id => Err(Error::Forbidden {
-            code: "queue_token_wrong_concert",
-            message: "the queue token is for another concert".into(),
-        }),
-        "ok" => Ok(()),
-        other => Err(Error::Internal(format!("queue_gate reply {other:?}"))),
+    gate_verdict(&verdict)?;
+    if token.concert_id != concert_id {
+        return Err(wrong_concert());
     }
+    Ok(())
+}
+
+/// The pass of a gated request whose own script checks the gate in the same
+/// round trip. Returns the token when it names `concert_id` (the script then
+/// reads its record); otherwise answers with the gate's error (a missing or
+/// malformed header at once; a token of another concert after one round trip
+/// to its record, for the exact error of API.md's order).
+pub async fn pass_for(
+    redis: &Redis,
+    keys: &Keys,
+    user_id: i64,
+    header: Option<&str>,
+    concert_id: i64,
+) -> Result<QueueToken> {
+    let token = QueueToken::parse(header.ok_or_else(pass_required)?).ok_or_else(pass_invalid)?;
+    if token.concert_id == concert_id {
+        return Ok(token);
+    }
+    check_pass(redis, keys, user_id, header, concert_id).await?;
+    Err(wrong_concert())
 }
 
 #[cfg(test)]

@@ -38,6 +38,19 @@ impl Keys {
         }
     }
 
+    /// The keys of one concert's seats, holds and reservations.
+    pub fn booking(&self, concert_id: i64) -> BookingKeys {
+        BookingKeys {
+            tag: self.concert_tag(concert_id),
+        }
+    }
+
+    /// Marker: present while Redis holds the SOLD seats rebuilt from Postgres.
+    /// Gone (a restart without persistence, a flush) means "rebuild them now".
+    pub fn sold_rebuilt(&self) -> String {
+        format!("{}:sold:rebuilt", self.prefix)
+    }
+
     /// The set of concerts whose queues the admission worker visits.
     pub fn queued_concerts(&self) -> String {
         format!("{}:queues", self.prefix)
@@ -96,6 +109,53 @@ impl QueueKeys {
     }
 }
 
+/// Keys of one concert's seats, holds and reservations, all under the concert's
+/// hash tag, so one script can check the queue pass and take a seat atomically.
+///
+/// Scripts that release holds found through a reservation record build the
+/// hold keys themselves from [`BookingKeys::tag`], with the same names as
+/// [`BookingKeys::hold`] and [`BookingKeys::held`] (see `lua/lib.lua`): the
+/// keys are in the same slot, and a test that cancels and takes a seat again
+/// fails if the two spellings ever part.
+#[derive(Clone, Debug)]
+pub struct BookingKeys {
+    tag: String,
+}
+
+impl BookingKeys {
+    /// The concert's hash tag, the start of every key below.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+    /// Bitmap: bit `i` is set when the schedule's `i`-th seat (by seat_no) is SOLD.
+    pub fn sold(&self, schedule_id: i64) -> String {
+        format!("{}:s:{schedule_id}:sold", self.tag)
+    }
+    /// Sorted set: seat index -> when its hold expires (ms). The seat map's index
+    /// of HELD seats; an entry past its score is stale and ignored.
+    pub fn held(&self, schedule_id: i64) -> String {
+        format!("{}:s:{schedule_id}:held", self.tag)
+    }
+    /// The hold of one seat: `SET NX PXAT`, value = reservation id.
+    pub fn hold(&self, schedule_id: i64, seat_index: usize) -> String {
+        format!("{}:s:{schedule_id}:h:{seat_index}", self.tag)
+    }
+    /// Sorted set: the user's reservation ids in this concert -> hold expiry (ms).
+    pub fn user_holds(&self, user_id: i64) -> String {
+        format!("{}:uh:{user_id}", self.tag)
+    }
+    /// Hash: one reservation (owner, seat, price, expiry, state).
+    pub fn reservation(&self, reservation_id: i64) -> String {
+        format!("{}:r:{reservation_id}", self.tag)
+    }
+    /// The same concert's waiting-room keys (for the queue pass).
+    pub fn queue(&self) -> QueueKeys {
+        QueueKeys {
+            tag: self.tag.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +179,19 @@ mod tests {
         }
         assert_eq!(q.token("t"), format!("{}t", q.token_prefix()));
         assert_eq!(q.user(7), format!("{}7", q.user_prefix()));
+        let b = k.booking(42);
+        for key in [
+            b.sold(3),
+            b.held(3),
+            b.hold(3, 0),
+            b.user_holds(7),
+            b.reservation(9),
+        ] {
+            assert!(key.starts_with("bo:{c:42}:"), "{key}");
+        }
+        // lua/lib.lua spells these two from the tag.
+        assert_eq!(b.hold(3, 5), format!("{}:s:3:h:5", b.tag()));
+        assert_eq!(b.held(3), format!("{}:s:3:held", b.tag()));
+        assert_eq!(b.reservation(9), format!("{}:r:9", b.tag()));
     }
 }

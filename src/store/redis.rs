@@ -17,6 +17,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Delay between reconnection attempts while Redis is down.
 const RECONNECT_DELAY_MS: u32 = 250;
 
+/// A script of `lua/` with the shared helpers of `lua/lib.lua` in front.
+macro_rules! with_lib {
+    ($file:literal) => {
+        Script::from_lua(concat!(
+            include_str!("../../lua/lib.lua"),
+            include_str!(concat!("../../lua/", $file))
+        ))
+    };
+}
+
 /// Every script the service runs, by name.
 pub struct Scripts {
     pub ready: Script,
@@ -27,6 +37,14 @@ pub struct Scripts {
     pub queue_admit: Script,
     pub queue_unlist: Script,
     pub lease: Script,
+    pub seat_map: Script,
+    pub availability: Script,
+    pub hold: Script,
+    pub cancel: Script,
+    pub pay_begin: Script,
+    pub pay_abort: Script,
+    pub pay_finish: Script,
+    pub sold_mark: Script,
 }
 
 impl Scripts {
@@ -35,15 +53,23 @@ impl Scripts {
             ready: Script::from_lua(include_str!("../../lua/ready.lua")),
             queue_join: Script::from_lua(include_str!("../../lua/queue_join.lua")),
             queue_status: Script::from_lua(include_str!("../../lua/queue_status.lua")),
-            queue_gate: Script::from_lua(include_str!("../../lua/queue_gate.lua")),
-            queue_leave: Script::from_lua(include_str!("../../lua/queue_leave.lua")),
+            queue_gate: with_lib!("queue_gate.lua"),
+            queue_leave: with_lib!("queue_leave.lua"),
             queue_admit: Script::from_lua(include_str!("../../lua/queue_admit.lua")),
             queue_unlist: Script::from_lua(include_str!("../../lua/queue_unlist.lua")),
             lease: Script::from_lua(include_str!("../../lua/lease.lua")),
+            seat_map: with_lib!("seat_map.lua"),
+            availability: with_lib!("availability.lua"),
+            hold: with_lib!("hold.lua"),
+            cancel: with_lib!("cancel.lua"),
+            pay_begin: with_lib!("pay_begin.lua"),
+            pay_abort: with_lib!("pay_abort.lua"),
+            pay_finish: with_lib!("pay_finish.lua"),
+            sold_mark: Script::from_lua(include_str!("../../lua/sold_mark.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 8] {
+    fn all(&self) -> [&Script; 16] {
         [
             &self.ready,
             &self.queue_join,
@@ -53,8 +79,28 @@ impl Scripts {
             &self.queue_admit,
             &self.queue_unlist,
             &self.lease,
+            &self.seat_map,
+            &self.availability,
+            &self.hold,
+            &self.cancel,
+            &self.pay_begin,
+            &self.pay_abort,
+            &self.pay_finish,
+            &self.sold_mark,
         ]
     }
+}
+
+/// Reads an integer out of a script reply.
+pub fn int(v: &Value) -> Result<i64> {
+    v.as_i64()
+        .ok_or_else(|| Error::Internal(format!("script reply: expected an integer, got {v:?}")))
+}
+
+/// Reads a string out of a script reply.
+pub fn text(v: &Value) -> Result<String> {
+    v.as_string()
+        .ok_or_else(|| Error::Internal(format!("script reply: expected a string, got {v:?}")))
 }
 
 /// A connected (or reconnecting) Redis client with the service's scripts.

@@ -323,6 +323,53 @@ impl TestApp {
         .await
         .unwrap();
         assert_eq!(orphans, 0, "history rows without a balance");
+        self.assert_sales().await;
+    }
+
+    /// The sales invariants: at most one CONFIRMED reservation per seat; every
+    /// CONFIRMED one has exactly one payment of its price, by its buyer, with one
+    /// USE history row of that amount; no payment without a CONFIRMED sale.
+    pub async fn assert_sales(&self) {
+        let twice: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seat_id, count(*) FROM reservation WHERE status = 'CONFIRMED'
+              GROUP BY seat_id HAVING count(*) > 1",
+        )
+        .fetch_all(&self.pg)
+        .await
+        .unwrap();
+        assert!(twice.is_empty(), "seats sold twice: {twice:?}");
+        let unpaid: Vec<i64> = sqlx::query_scalar(
+            "SELECT r.id FROM reservation r
+              WHERE r.status = 'CONFIRMED' AND NOT EXISTS (
+                    SELECT 1 FROM payment p
+                      JOIN balance_history h ON h.payment_id = p.id
+                     WHERE p.reservation_id = r.id AND p.amount = r.price
+                       AND p.user_id = r.user_id AND h.type = 'USE' AND h.amount = r.price)",
+        )
+        .fetch_all(&self.pg)
+        .await
+        .unwrap();
+        assert!(
+            unpaid.is_empty(),
+            "CONFIRMED without a matching payment: {unpaid:?}"
+        );
+        let strays: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM payment p
+              WHERE NOT EXISTS (SELECT 1 FROM reservation r
+                                 WHERE r.id = p.reservation_id AND r.status = 'CONFIRMED')
+                 OR (SELECT count(*) FROM balance_history h WHERE h.payment_id = p.id) <> 1",
+        )
+        .fetch_one(&self.pg)
+        .await
+        .unwrap();
+        assert_eq!(strays, 0, "payments without one sale and one history row");
+    }
+
+    /// What a Redis restart without persistence (or a flush) does to this
+    /// deployment: every key under its prefix is gone. (The Redis server is
+    /// shared with other tests, so not FLUSHALL.)
+    pub async fn flush_redis(&self) {
+        delete_keys(self.redis_keys().await).await;
     }
 
     /// Sets a user's balance directly, with the CHARGE or USE history row that

@@ -1,0 +1,24 @@
+-- cancel.lua: the owner releases a PENDING hold. The reservation reads as
+-- CANCELED from then on (until its record's retention ends).
+--
+-- KEYS[1]  reservation record   KEYS[2] user's holds zset
+-- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] concert tag
+-- returns  'missing' (unknown or another user's) | 'confirmed' | 'released' (a live
+--          hold was freed) | 'ok' (it had lapsed or was cancelled already)
+local r = redis.call('HMGET', KEYS[1], 'u', 'sc', 'i', 'st')
+if not r[1] or r[1] ~= ARGV[1] then
+  return 'missing'
+end
+if r[4] == 'C' then
+  return 'confirmed'
+end
+local freed = 0
+if r[4] == 'P' then
+  freed = release_seat(ARGV[3], r[2], r[3], ARGV[2])
+  redis.call('HSET', KEYS[1], 'st', 'X')
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
+if freed == 1 then
+  return 'released'
+end
+return 'ok'

@@ -1,0 +1,36 @@
+-- hold.lua: take a seat for a user, atomically, in API.md's order: the queue
+-- pass, then the seat is neither SOLD nor HELD, then the user's hold limit in the
+-- concert; then the hold is taken with SET NX PXAT and indexed.
+--
+-- KEYS[1]  token record   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] the seat's hold
+-- KEYS[5]  user's holds zset   KEYS[6] reservation record
+-- ARGV[1]  user id   ARGV[2] seat index   ARGV[3] reservation id   ARGV[4] hold ttl ms
+-- ARGV[5]  max holds per user   ARGV[6] record retention ms after expiry
+-- ARGV[7]  schedule id   ARGV[8] seat_no   ARGV[9] seat id   ARGV[10] price
+-- returns  {verdict, expires ms, lapsed holds tidied}
+--          verdict: 'ok' | 'taken' | 'limit' | a gate verdict
+local now = now_ms()
+local g = gate(KEYS[1], ARGV[1], now)
+if g ~= 'ok' then
+  return {g, 0, 0}
+end
+-- Entries whose hold lapsed: their keys are gone already; tidy the index.
+local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+if redis.call('GETBIT', KEYS[2], ARGV[2]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'taken', 0, lapsed}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. now)
+if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[5]) then
+  return {'limit', 0, lapsed}
+end
+local expires = now + tonumber(ARGV[4])
+if not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PXAT', expires) then
+  return {'taken', 0, lapsed}
+end
+redis.call('ZADD', KEYS[3], expires, ARGV[2])
+redis.call('ZADD', KEYS[5], expires, ARGV[3])
+redis.call('PEXPIREAT', KEYS[5], expires)
+redis.call('HSET', KEYS[6], 'u', ARGV[1], 'sc', ARGV[7], 'i', ARGV[2], 'n', ARGV[8],
+  'd', ARGV[9], 'p', ARGV[10], 'e', expires, 'st', 'P')
+redis.call('PEXPIREAT', KEYS[6], expires + tonumber(ARGV[6]))
+return {'ok', expires, lapsed}

@@ -1,0 +1,52 @@
+-- lib.lua: helpers shared by the booking scripts. The service prepends this
+-- file to a script's own text when it loads it (src/store/redis.rs), so each
+-- script stays one EVALSHA and one round trip.
+
+-- Redis's clock, in milliseconds.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The queue pass, in API.md's order: unknown or another user's, then expired or
+-- processed, then still waiting. The caller has checked the token's concert.
+-- Returns 'ok' | 'invalid' | 'expired' | 'waiting'.
+local function gate(token_key, user, now)
+  local r = redis.call('HMGET', token_key, 'u', 's', 'e')
+  if not r[1] or r[1] ~= user then
+    return 'invalid'
+  end
+  if r[2] == 'W' then
+    return 'waiting'
+  end
+  if r[2] == 'A' and tonumber(r[3]) > now then
+    return 'ok'
+  end
+  return 'expired'
+end
+
+-- The hold of seat `idx` of schedule `sched`, the schedule's HELD index and a
+-- reservation record,
+-- spelled as src/store/keys.rs spells them (same concert tag, same slot).
+local function hold_key(tag, sched, idx)
+  return tag .. ':s:' .. sched .. ':h:' .. idx
+end
+local function held_key(tag, sched)
+  return tag .. ':s:' .. sched .. ':held'
+end
+local function reservation_key(tag, rid)
+  return tag .. ':r:' .. rid
+end
+
+-- Frees the seat of reservation `rid` if that reservation still holds it (a
+-- lapsed hold may already have been taken by someone else: left alone).
+-- Returns 1 when it freed the seat, else 0.
+local function release_seat(tag, sched, idx, rid)
+  local hold = hold_key(tag, sched, idx)
+  if redis.call('GET', hold) == rid then
+    redis.call('DEL', hold)
+    redis.call('ZREM', held_key(tag, sched), idx)
+    return 1
+  end
+  return 0
+end

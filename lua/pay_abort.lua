@@ -1,0 +1,22 @@
+-- pay_abort.lua: a payment failed and nothing was written (e.g. the balance was
+-- short): the seat's claim goes back to the hold's own expiry, or is freed if
+-- that has passed.
+--
+-- KEYS[1]  reservation record
+-- ARGV[1]  reservation id   ARGV[2] concert tag
+local r = redis.call('HMGET', KEYS[1], 'sc', 'i', 'e', 'st')
+if r[4] ~= 'P' then
+  return 0
+end
+local hold = hold_key(ARGV[2], r[1], r[2])
+if redis.call('GET', hold) ~= ARGV[1] then
+  return 0
+end
+local expires = tonumber(r[3])
+if expires >= now_ms() then
+  redis.call('PEXPIREAT', hold, expires)
+  redis.call('ZADD', held_key(ARGV[2], r[1]), 'XX', expires, r[2])
+else
+  release_seat(ARGV[2], r[1], r[2], ARGV[1])
+end
+return 1

@@ -1,0 +1,33 @@
+-- pay_begin.lua: a payment starts. The reservation must be the user's (else it
+-- does not exist for them), the queue pass must hold, the hold must be PENDING,
+-- not past its expiry and still own the seat. Then the seat's claim is extended
+-- by the payment grace, so no one can take the seat while the money moves; the
+-- reservation's own expiry is unchanged (pay_abort.lua puts the claim back to it
+-- if the payment fails).
+--
+-- KEYS[1]  token record   KEYS[2] reservation record
+-- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] grace ms   ARGV[4] concert tag
+-- returns  {'missing'} | {gate verdict} | {'paid'} | {'lapsed'}
+--          | {'ok', schedule id, seat index, seat_no, seat id, price, expires ms}
+local r = redis.call('HMGET', KEYS[2], 'u', 'sc', 'i', 'n', 'd', 'p', 'e', 'st')
+if not r[1] or r[1] ~= ARGV[1] then
+  return {'missing'}
+end
+local now = now_ms()
+local g = gate(KEYS[1], ARGV[1], now)
+if g ~= 'ok' then
+  return {g}
+end
+if r[8] == 'C' then
+  return {'paid'}
+end
+local hold = hold_key(ARGV[4], r[2], r[3])
+if r[8] ~= 'P' or tonumber(r[7]) < now or redis.call('GET', hold) ~= ARGV[2] then
+  return {'lapsed'}
+end
+local claim = now + tonumber(ARGV[3])
+if claim > tonumber(r[7]) then
+  redis.call('PEXPIREAT', hold, claim, 'GT')
+  redis.call('ZADD', held_key(ARGV[4], r[2]), 'GT', claim, r[3])
+end
+return {'ok', r[2], r[3], r[4], r[5], r[6], r[7]}

@@ -1,0 +1,359 @@
+//! Payments: a live hold becomes a sale, paid from the prepaid balance.
+//!
+//! 1. Redis (`lua/pay_begin.lua`, one round trip, the queue pass folded in): the
+//!    reservation is the user's, the hold is PENDING, not past its expiry and
+//!    still owns the seat. The seat's claim is then extended by [`GRACE`].
+//! 2. Postgres, one transaction: the CONFIRMED reservation row (its primary key
+//!    makes concurrent payments of one reservation wait for each other and all
+//!    but one fail), the balance debit guarded by `amount >= price` (so never
+//!    negative: else `402`), the payment row and the USE history row, and the
+//!    idempotent answer when the request has a key.
+//! 3. Redis (`lua/pay_finish.lua`): the seat becomes SOLD, the hold goes, and the
+//!    queue token becomes PROCESSED when the user has no pending hold left.
+//!
+//! **The rule for a hold that lapses while its payment is in flight**: a payment
+//! that *starts* (step 1) before the hold's `expires_at` is honoured; one that
+//! starts after it is `410 hold_expired` with nothing debited. Step 1 extends
+//! the seat's claim by [`GRACE`] (twice the request timeout), so while the money
+//! moves nobody else can hold the seat, and the hold's own expiry is put back if
+//! the payment fails. Should Postgres still be slower than the grace, the unique
+//! index "one CONFIRMED reservation per seat" lets only one sale commit: the
+//! other payer gets `409 seat_unavailable` and is not debited.
+//!
+//! The work runs in its own task, so a client that goes away (or the request
+//! timeout) cannot stop a payment between its commit and step 3.
+
+use super::{confirmed, exists_for, reservation_not_found};
+use crate::AppState;
+use crate::error::{Error, Result};
+use crate::idempotency::Claim;
+use crate::queue::{self, QueueStatus, QueueToken, audit::AuditEvent};
+use crate::store::redis::{int, text};
+use axum::http::StatusCode;
+use fred::types::Value;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a payment's claim on its seat lasts past its start.
+pub const GRACE: Duration = Duration::from_secs(2 * crate::http::REQUEST_TIMEOUT.as_secs());
+
+/// A payment as API.md shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Paid {
+    pub id: i64,
+    pub reservation_id: i64,
+    pub amount: i64,
+    pub status: &'static str,
+    pub balance_after: i64,
+}
+
+/// The hold being paid, as pay_begin.lua read it.
+struct Hold {
+    schedule_id: i64,
+    index: usize,
+    seat_no: i64,
+    seat_id: i64,
+    price: i64,
+    expires_ms: i64,
+}
+
+fn already_paid() -> Error {
+    Error::Conflict {
+        code: "already_paid",
+        message: "the reservation is already paid".into(),
+    }
+}
+
+fn failed(reason: &'static str, e: Error) -> Error {
+    metrics::counter!("payment_failures_total", "reason" => reason).increment(1);
+    e
+}
+
+/// Pays reservation `id` for the user: the whole payment, in a task of its own.
+/// Returns the answer's body (`201`). With a `claim`, the answer is stored in the
+/// payment's transaction; on failure the claim is released.
+pub async fn pay(
+    app: Arc<AppState>,
+    user_id: i64,
+    pass: Option<String>,
+    id: i64,
+    claim: Option<Claim>,
+) -> Result<String> {
+    tokio::spawn(async move {
+        let paid = run(&app, user_id, pass.as_deref(), id, claim.as_ref()).await;
+        if paid.is_err()
+            && let Some(claim) = claim
+        {
+            claim.release(&app.pg).await;
+        }
+        paid
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("payment task: {e}")))?
+}
+
+async fn run(
+    app: &AppState,
+    user_id: i64,
+    pass: Option<&str>,
+    id: i64,
+    claim: Option<&Claim>,
+) -> Result<String> {
+    let concert_id = app
+        .booking
+        .ids
+        .concert_of(&app.pg, id)
+        .await?
+        .ok_or_else(reservation_not_found)?;
+    let token = match pass.and_then(QueueToken::parse) {
+        Some(t) if t.concert_id == concert_id => t,
+        // No pass, a malformed one, or another concert's: the reservation's 404
+        // first, then the gate's exact error (API.md's order).
+        _ => {
+            if !exists_for(app, concert_id, user_id, id).await? {
+                return Err(reservation_not_found());
+            }
+            queue::pass_for(&app.redis, &app.keys, user_id, pass, concert_id).await?;
+            return Err(Error::Internal(
+                "pass_for accepted a token of another concert".into(),
+            ));
+        }
+    };
+    let hold = begin(app, concert_id, &token, user_id, id).await?;
+    let started = Instant::now();
+    let committed = commit(app, user_id, id, &hold, claim).await;
+    metrics::histogram!("payment_transaction_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let paid = match committed {
+        Ok(paid) => paid,
+        Err(e) => {
+            if matches!(e, Error::PaymentRequired { .. }) {
+                // Nothing was written: the hold goes back to its own expiry.
+                abort(app, concert_id, id).await;
+                return Err(failed("insufficient_balance", e));
+            }
+            return Err(failed(e.code(), e));
+        }
+    };
+    metrics::counter!("payments_total").increment(1);
+    metrics::counter!("payments_won_total").increment(paid.amount as u64);
+    finish(app, concert_id, &token, user_id, id, &hold).await;
+    serde_json::to_string(&paid).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Step 1: checks the reservation, the pass and the hold; claims the seat for
+/// the payment's grace.
+async fn begin(
+    app: &AppState,
+    concert_id: i64,
+    token: &QueueToken,
+    user_id: i64,
+    id: i64,
+) -> Result<Hold> {
+    let b = app.keys.booking(concert_id);
+    let reply: Vec<Value> = app
+        .redis
+        .run(
+            &app.redis.scripts.pay_begin,
+            vec![b.queue().token(&token.text()), b.reservation(id)],
+            vec![
+                user_id.to_string(),
+                id.to_string(),
+                GRACE.as_millis().to_string(),
+                b.tag().to_owned(),
+            ],
+        )
+        .await?;
+    let verdict = reply.first().map(text).transpose()?.unwrap_or_default();
+    match (verdict.as_str(), reply.as_slice()) {
+        ("ok", [_, sc, i, n, d, p, e]) => Ok(Hold {
+            schedule_id: int(sc)?,
+            index: int(i)? as usize,
+            seat_no: int(n)?,
+            seat_id: int(d)?,
+            price: int(p)?,
+            expires_ms: int(e)?,
+        }),
+        ("paid", _) => Err(failed("already_paid", already_paid())),
+        ("lapsed", _) => Err(failed(
+            "hold_expired",
+            Error::Gone {
+                code: "hold_expired",
+                message: "the hold expired or was cancelled".into(),
+            },
+        )),
+        // Redis no longer has it (a lapsed record, a flush): a sale of the
+        // user's is in Postgres, or there is no such reservation for them.
+        ("missing", _) => {
+            if confirmed(app, user_id, id).await?.is_none() {
+                return Err(reservation_not_found());
+            }
+            queue::check_pass(
+                &app.redis,
+                &app.keys,
+                user_id,
+                Some(&token.text()),
+                concert_id,
+            )
+            .await?;
+            Err(failed("already_paid", already_paid()))
+        }
+        (other, _) => {
+            queue::gate_verdict(other)?;
+            Err(Error::Internal(format!("pay_begin reply {reply:?}")))
+        }
+    }
+}
+
+/// Step 2: the sale, the payment and the debit, in one transaction.
+async fn commit(
+    app: &AppState,
+    user_id: i64,
+    id: i64,
+    hold: &Hold,
+    claim: Option<&Claim>,
+) -> Result<Paid> {
+    let mut tx = app.pg.begin().await?;
+    sqlx::query(
+        "INSERT INTO reservation (id, user_id, seat_id, concert_schedule_id, seat_no, price,
+                                  status, expires_at, confirmed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'CONFIRMED', to_timestamp($7 / 1000.0), now())",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(hold.seat_id)
+    .bind(hold.schedule_id)
+    .bind(hold.seat_no as i32)
+    .bind(hold.price)
+    .bind(hold.expires_ms as f64)
+    .execute(&mut *tx)
+    .await
+    .map_err(conflict)?;
+    let debited: Option<(i64, i64)> = sqlx::query_as(
+        "WITH debit AS (
+             UPDATE balance SET amount = amount - $2, updated_at = now()
+              WHERE user_id = $1 AND amount >= $2
+              RETURNING amount
+         ), pay AS (
+             INSERT INTO payment (reservation_id, user_id, amount)
+             SELECT $3, $1, $2 FROM debit
+             RETURNING id
+         ), history AS (
+             INSERT INTO balance_history (user_id, type, amount, balance_after, payment_id)
+             SELECT $1, 'USE', $2, debit.amount, pay.id FROM debit, pay
+         )
+         SELECT pay.id, debit.amount FROM pay, debit",
+    )
+    .bind(user_id)
+    .bind(hold.price)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(conflict)?;
+    let Some((payment_id, balance_after)) = debited else {
+        return Err(Error::PaymentRequired {
+            code: "insufficient_balance",
+            message: format!("the balance does not cover the price of {} won", hold.price).into(),
+        });
+    };
+    let paid = Paid {
+        id: payment_id,
+        reservation_id: id,
+        amount: hold.price,
+        status: "PAID",
+        balance_after,
+    };
+    if let Some(claim) = claim {
+        let body = serde_json::to_string(&paid).map_err(|e| Error::Internal(e.to_string()))?;
+        claim.complete(&mut tx, StatusCode::CREATED, &body).await?;
+    }
+    tx.commit().await.map_err(conflict)?;
+    Ok(paid)
+}
+
+/// Unique-key violations are the contract's 409s, never a 500.
+fn conflict(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some("23505")
+    {
+        return match db.constraint() {
+            Some("reservation_one_confirmed_per_seat") => Error::Conflict {
+                code: "seat_unavailable",
+                message: "the seat was sold to someone else".into(),
+            },
+            _ => already_paid(),
+        };
+    }
+    e.into()
+}
+
+/// After a failed payment that wrote nothing: the seat's claim goes back to the
+/// hold's own expiry. Best effort: the grace lapses by itself otherwise.
+async fn abort(app: &AppState, concert_id: i64, id: i64) {
+    let b = app.keys.booking(concert_id);
+    let undone: Result<i64> = app
+        .redis
+        .run(
+            &app.redis.scripts.pay_abort,
+            vec![b.reservation(id)],
+            vec![id.to_string(), b.tag().to_owned()],
+        )
+        .await;
+    if let Err(e) = undone {
+        tracing::warn!(error = %e, reservation = id, "payment claim not put back; it lapses by itself");
+    }
+}
+
+/// Step 3: after the commit, Redis shows the sale. If Redis cannot be reached,
+/// the sale stands (it is in Postgres); the SOLD catch-up of [`super::recovery`]
+/// marks the seat within seconds and the seat's claim lapses after the grace.
+async fn finish(
+    app: &AppState,
+    concert_id: i64,
+    token: &QueueToken,
+    user_id: i64,
+    id: i64,
+    hold: &Hold,
+) {
+    let b = app.keys.booking(concert_id);
+    let q = b.queue();
+    let text_token = token.text();
+    let processed: Result<i64> = app
+        .redis
+        .run(
+            &app.redis.scripts.pay_finish,
+            vec![
+                b.reservation(id),
+                b.sold(hold.schedule_id),
+                b.held(hold.schedule_id),
+                b.hold(hold.schedule_id, hold.index),
+                b.user_holds(user_id),
+                q.token(&text_token),
+                q.active(),
+                q.user(user_id),
+            ],
+            vec![
+                id.to_string(),
+                hold.index.to_string(),
+                text_token,
+                queue::ENDED_RETENTION_MS.to_string(),
+            ],
+        )
+        .await;
+    match processed {
+        Ok(1) => {
+            metrics::counter!("queue_processed_total").increment(1);
+            app.audit.record(AuditEvent::ended(
+                token.uuid,
+                user_id,
+                concert_id,
+                QueueStatus::Processed,
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, reservation = id, "sale committed; Redis not updated yet");
+        }
+    }
+}

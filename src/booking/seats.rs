@@ -1,0 +1,303 @@
+//! The seat catalog of a schedule (ids, numbers, prices), cached in process, and
+//! the live seat map built from it and the schedule's state in Redis.
+//!
+//! Seats never change once their schedule exists, so a schedule's catalog is
+//! read from Postgres once per process and kept. Each seat has an *index*: its
+//! place in the schedule's seats ordered by `seat_no`. Redis knows seats only by
+//! index: bit `i` of the SOLD bitmap, member `i` of the HELD set, so a 50 000-seat
+//! schedule's whole state is a 6 KiB bitmap plus the live holds, read in one
+//! round trip, and sparse seat numbers (1, 100, 1 000 000) cost nothing.
+//!
+//! The seat map's JSON is mostly the catalog, so each seat's fixed part
+//! (`{"seat_id":…,"seat_no":…,"price":…,"status":"`) is rendered once when the
+//! catalog loads; a request copies those bytes and adds the statuses.
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// Schedules whose catalog one process keeps (the largest is ~10 MB).
+const CACHED_SCHEDULES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Sold,
+}
+
+impl SeatStatus {
+    fn json(self) -> &'static [u8] {
+        match self {
+            SeatStatus::Available => b"AVAILABLE\"}",
+            SeatStatus::Held => b"HELD\"}",
+            SeatStatus::Sold => b"SOLD\"}",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seat {
+    pub id: i64,
+    pub seat_no: i32,
+    pub price: i64,
+}
+
+/// One schedule and its seats, by `seat_no`.
+#[derive(Debug)]
+pub struct SeatCatalog {
+    pub schedule_id: i64,
+    pub concert_id: i64,
+    pub start_at: DateTime<Utc>,
+    seats: Vec<Seat>,
+    /// Each seat's rendered fixed part, back to back; seat `i`'s ends at `ends[i]`.
+    json: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl SeatCatalog {
+    pub fn new(
+        schedule_id: i64,
+        concert_id: i64,
+        start_at: DateTime<Utc>,
+        mut seats: Vec<Seat>,
+    ) -> Self {
+        seats.sort_unstable_by_key(|s| s.seat_no);
+        let mut json = Vec::with_capacity(seats.len() * 56);
+        let mut ends = Vec::with_capacity(seats.len());
+        for s in &seats {
+            use std::io::Write;
+            // Writing to a Vec cannot fail.
+            let _ = write!(
+                json,
+                r#"{{"seat_id":{},"seat_no":{},"price":{},"status":""#,
+                s.id, s.seat_no, s.price
+            );
+            ends.push(json.len());
+        }
+        SeatCatalog {
+            schedule_id,
+            concert_id,
+            start_at,
+            seats,
+            json,
+            ends,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seats.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seats.is_empty()
+    }
+
+    /// The index of seat `seat_no`, if the schedule has it.
+    pub fn index_of(&self, seat_no: i64) -> Option<usize> {
+        let seat_no = i32::try_from(seat_no).ok()?;
+        self.seats
+            .binary_search_by_key(&seat_no, |s| s.seat_no)
+            .ok()
+    }
+
+    pub fn seat(&self, index: usize) -> Option<&Seat> {
+        self.seats.get(index)
+    }
+
+    /// The statuses of every seat from the SOLD bitmap (bit 0 is the high bit of
+    /// byte 0, as `SETBIT` counts) and the indexes of live holds. SOLD wins.
+    pub fn statuses(&self, sold: &[u8], held: &[usize]) -> Vec<SeatStatus> {
+        let mut out = vec![SeatStatus::Available; self.seats.len()];
+        for &i in held {
+            if let Some(s) = out.get_mut(i) {
+                *s = SeatStatus::Held;
+            }
+        }
+        for (byte_no, &byte) in sold.iter().enumerate() {
+            if byte == 0 {
+                continue;
+            }
+            for bit in 0..8 {
+                if byte & (0x80 >> bit) != 0
+                    && let Some(s) = out.get_mut(byte_no * 8 + bit)
+                {
+                    *s = SeatStatus::Sold;
+                }
+            }
+        }
+        out
+    }
+
+    /// `{"schedule_id":…,"seats":[…]}` with each seat's status, keeping only
+    /// seats in `only` when given.
+    pub fn render(&self, statuses: &[SeatStatus], only: Option<SeatStatus>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json.len() + self.seats.len() * 12 + 64);
+        out.extend_from_slice(
+            format!(r#"{{"schedule_id":{},"seats":["#, self.schedule_id).as_bytes(),
+        );
+        let mut first = true;
+        let mut start = 0;
+        for (i, &end) in self.ends.iter().enumerate() {
+            let status = statuses.get(i).copied().unwrap_or(SeatStatus::Available);
+            if only.is_none_or(|o| o == status) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(&self.json[start..end]);
+                out.extend_from_slice(status.json());
+            }
+            start = end;
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// The per-process cache of seat catalogs. Concurrent first reads of one
+/// schedule share one Postgres load (a sale's first second must not load a
+/// 50 000-seat catalog once per request).
+#[derive(Default)]
+pub struct SeatCache {
+    entries: Mutex<HashMap<i64, Arc<OnceCell<Arc<SeatCatalog>>>>>,
+}
+
+pub fn schedule_not_found() -> Error {
+    Error::not_found("schedule_not_found", "no schedule with that id")
+}
+
+impl SeatCache {
+    /// The catalog of `schedule_id`, or `404 schedule_not_found`.
+    pub async fn get(&self, pg: &PgPool, schedule_id: i64) -> Result<Arc<SeatCatalog>> {
+        let cell = {
+            let mut entries = self.entries.lock().map_err(poisoned)?;
+            if let Some(cell) = entries.get(&schedule_id) {
+                cell.clone()
+            } else {
+                if entries.len() >= CACHED_SCHEDULES {
+                    // Seats never change: any entry can go; it reloads if needed.
+                    if let Some(k) = entries.keys().next().copied() {
+                        entries.remove(&k);
+                    }
+                }
+                entries.entry(schedule_id).or_default().clone()
+            }
+        };
+        let loaded = cell
+            .get_or_try_init(|| async { load(pg, schedule_id).await.map(Arc::new) })
+            .await;
+        match loaded {
+            Ok(catalog) => Ok(catalog.clone()),
+            Err(e) => {
+                // Unknown ids are not kept: the cache holds real schedules only.
+                if let Ok(mut entries) = self.entries.lock()
+                    && entries
+                        .get(&schedule_id)
+                        .is_some_and(|c| Arc::ptr_eq(c, &cell) && c.get().is_none())
+                {
+                    entries.remove(&schedule_id);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("seat cache lock poisoned".into())
+}
+
+async fn load(pg: &PgPool, schedule_id: i64) -> Result<SeatCatalog> {
+    let (concert_id, start_at): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT concert_id, start_at FROM concert_schedule WHERE id = $1")
+            .bind(schedule_id)
+            .fetch_optional(pg)
+            .await?
+            .ok_or_else(schedule_not_found)?;
+    let rows: Vec<(i64, i32, i64)> = sqlx::query_as(
+        "SELECT id, seat_no, price FROM seat WHERE concert_schedule_id = $1 ORDER BY seat_no",
+    )
+    .bind(schedule_id)
+    .fetch_all(pg)
+    .await?;
+    let seats = rows
+        .into_iter()
+        .map(|(id, seat_no, price)| Seat { id, seat_no, price })
+        .collect();
+    Ok(SeatCatalog::new(schedule_id, concert_id, start_at, seats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(numbers: &[i32]) -> SeatCatalog {
+        let seats = numbers
+            .iter()
+            .map(|&n| Seat {
+                id: 100 + i64::from(n),
+                seat_no: n,
+                price: 1000,
+            })
+            .collect();
+        SeatCatalog::new(7, 1, Utc::now(), seats)
+    }
+
+    #[test]
+    fn seats_are_indexed_by_number_order() {
+        let c = catalog(&[30, 1, 1_000_000, 2]);
+        assert_eq!(c.index_of(1), Some(0));
+        assert_eq!(c.index_of(2), Some(1));
+        assert_eq!(c.index_of(30), Some(2));
+        assert_eq!(c.index_of(1_000_000), Some(3));
+        assert_eq!(c.index_of(3), None);
+        assert_eq!(c.index_of(-1), None);
+        assert_eq!(c.index_of(i64::MAX), None);
+        assert_eq!(c.seat(2).map(|s| s.id), Some(130));
+    }
+
+    #[test]
+    fn sold_bits_count_from_the_high_bit_and_win_over_holds() {
+        let c = catalog(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        // SETBIT 0 and SETBIT 9: bytes 0x80, 0x40.
+        let s = c.statuses(&[0x80, 0x40], &[0, 3, 42]);
+        use SeatStatus::*;
+        assert_eq!(
+            s,
+            vec![
+                Sold, Available, Available, Held, Available, Available, Available, Available,
+                Available, Sold
+            ]
+        );
+    }
+
+    #[test]
+    fn the_map_is_valid_json_and_filters() {
+        let c = catalog(&[1, 2, 3]);
+        let statuses = c.statuses(&[0x20], &[0]);
+        let all: serde_json::Value = serde_json::from_slice(&c.render(&statuses, None)).unwrap();
+        assert_eq!(all["schedule_id"], 7);
+        let seats = all["seats"].as_array().unwrap();
+        assert_eq!(seats.len(), 3);
+        assert_eq!(seats[0]["status"], "HELD");
+        assert_eq!(seats[0]["seat_id"], 101);
+        assert_eq!(seats[1]["status"], "AVAILABLE");
+        assert_eq!(seats[2]["status"], "SOLD");
+        assert_eq!(seats[2]["price"], 1000);
+        let sold: serde_json::Value =
+            serde_json::from_slice(&c.render(&statuses, Some(SeatStatus::Sold))).unwrap();
+        assert_eq!(sold["seats"].as_array().unwrap().len(), 1);
+        assert_eq!(sold["seats"][0]["seat_no"], 3);
+        let held: serde_json::Value =
+            serde_json::from_slice(&c.render(&statuses, Some(SeatStatus::Held))).unwrap();
+        assert_eq!(held["seats"][0]["seat_no"], 1);
+        let empty = c.render(&c.statuses(&[0xE0], &[]), Some(SeatStatus::Available));
+        assert_eq!(empty, br#"{"schedule_id":7,"seats":[]}"#);
+    }
+}

@@ -1,0 +1,813 @@
+//! Seats, holds, reservations and payments against real Redis and Postgres:
+//! never a seat sold twice, never a won lost. Every story ends with the ledger
+//! and sales invariants checked in Postgres (`assert_ledger`).
+
+mod common;
+
+use common::{Env, TestApp, assert_error, eventually};
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Admission fast and uncapped, so stories do not wait in line.
+fn env(pairs: &[(&'static str, &str)]) -> Env {
+    let mut env = Env::default();
+    env.vars.insert("ADMISSION_RATE", "10000".into());
+    env.vars.insert("MAX_ACTIVE", "0".into());
+    for (k, v) in pairs {
+        env.vars.insert(k, (*v).to_owned());
+    }
+    env
+}
+
+async fn spawn(pairs: &[(&'static str, &str)]) -> TestApp {
+    TestApp::spawn_with(env(pairs)).await
+}
+
+/// A fan through the front door: a user, charged `balance`, admitted to
+/// `concert`. Headers carry both the access token and the queue pass.
+struct Fan {
+    id: i64,
+    auth: String,
+    token: String,
+}
+
+impl Fan {
+    fn headers(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("authorization", self.auth.as_str()),
+            ("x-queue-token", self.token.as_str()),
+        ]
+    }
+    fn auth(&self) -> Vec<(&str, &str)> {
+        vec![("authorization", self.auth.as_str())]
+    }
+}
+
+async fn fan(app: &TestApp, concert: i64, balance: i64) -> Fan {
+    let (id, auth) = app.new_user().await;
+    if balance > 0 {
+        assert_eq!(app.charge(&auth, balance).await.0, StatusCode::OK);
+    }
+    let (status, body) = app
+        .post(
+            "/queue/tokens",
+            &[("authorization", &auth)],
+            json!({"concert_id": concert}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), || async {
+        let (_, t) = app
+            .get(
+                &format!("/queue/tokens/{token}"),
+                &[("authorization", &auth)],
+            )
+            .await;
+        (t["status"] == "ACTIVE").then_some(())
+    })
+    .await
+    .expect("admitted");
+    Fan { id, auth, token }
+}
+
+async fn hold(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> (StatusCode, Value) {
+    app.post(
+        "/reservations",
+        &f.headers(),
+        json!({"schedule_id": schedule, "seat_no": seat_no}),
+    )
+    .await
+}
+
+async fn held(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> i64 {
+    let got = hold(app, f, schedule, seat_no).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+    got.1["id"].as_i64().unwrap()
+}
+
+async fn pay(app: &TestApp, f: &Fan, reservation: i64, key: Option<&str>) -> (StatusCode, Value) {
+    let mut headers = f.headers();
+    if let Some(k) = key {
+        headers.push(("idempotency-key", k));
+    }
+    app.post(
+        "/payments",
+        &headers,
+        json!({"reservation_id": reservation}),
+    )
+    .await
+}
+
+/// seat_no -> status, from the seat map.
+async fn seat_states(app: &TestApp, f: &Fan, schedule: i64) -> Vec<(i64, String)> {
+    let (status, body) = app
+        .get(&format!("/schedules/{schedule}/seats"), &f.headers())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["seat_no"].as_i64().unwrap(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn seat_state(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> String {
+    seat_states(app, f, schedule)
+        .await
+        .into_iter()
+        .find(|(n, _)| *n == seat_no)
+        .map(|(_, s)| s)
+        .expect("seat in the map")
+}
+
+async fn available(app: &TestApp, f: &Fan, concert: i64) -> i64 {
+    let (status, body) = app
+        .get(&format!("/concerts/{concert}/schedules"), &f.headers())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"][0]["available_seats"].as_i64().unwrap()
+}
+
+async fn reservation(app: &TestApp, f: &Fan, id: i64) -> (StatusCode, Value) {
+    app.get(&format!("/reservations/{id}"), &f.auth()).await
+}
+
+async fn token_status(app: &TestApp, f: &Fan) -> String {
+    let (_, t) = app
+        .get(&format!("/queue/tokens/{}", f.token), &f.auth())
+        .await;
+    t["status"].as_str().unwrap().to_owned()
+}
+
+async fn confirmed_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM reservation WHERE status = 'CONFIRMED'")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fifty_fans_race_for_one_seat_and_exactly_one_gets_it() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(10, 1000).await;
+    let fans = join_all((0..50).map(|_| fan(&app, concert, 0))).await;
+    let results = join_all(fans.iter().map(|f| hold(&app, f, schedule, 7))).await;
+    let winners: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for r in results.iter().filter(|r| r.0 != StatusCode::CREATED) {
+        assert_error(r, 409, "seat_unavailable");
+    }
+    let w = winners[0];
+    assert_eq!(w.1["status"], "PENDING");
+    assert_eq!(w.1["seat_no"], 7);
+    assert_eq!(w.1["schedule_id"], schedule);
+    assert_eq!(seat_state(&app, &fans[0], schedule, 7).await, "HELD");
+    assert_eq!(available(&app, &fans[0], concert).await, 9);
+    // Every other seat is still free for the losers.
+    let again = join_all(
+        fans.iter()
+            .take(9)
+            .zip(1..)
+            .map(|(f, n)| hold(&app, f, schedule, if n >= 7 { n + 1 } else { n })),
+    )
+    .await;
+    let created = again.iter().filter(|r| r.0 == StatusCode::CREATED).count();
+    assert_eq!(created, 9, "{again:?}");
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn hold_rules_in_the_contracts_order() {
+    let app = spawn(&[("MAX_HOLDS_PER_USER", "2")]).await;
+    let (concert, schedule) = app.new_concert(10, 1000).await;
+    let (other_concert, other_schedule) = app.new_concert(5, 500).await;
+    let a = fan(&app, concert, 0).await;
+    let b = fan(&app, concert, 0).await;
+
+    assert_error(
+        &hold(&app, &a, 987_654_321, 1).await,
+        404,
+        "schedule_not_found",
+    );
+    assert_error(&hold(&app, &a, schedule, 11).await, 404, "seat_not_found");
+    assert_error(&hold(&app, &a, schedule, 0).await, 400, "invalid_request");
+    // The pass: missing, malformed, another concert's.
+    let no_pass = app
+        .post(
+            "/reservations",
+            &a.auth(),
+            json!({"schedule_id": schedule, "seat_no": 1}),
+        )
+        .await;
+    assert_error(&no_pass, 401, "queue_token_required");
+    let mut bad = a.auth();
+    bad.push(("x-queue-token", "not-a-token"));
+    let got = app
+        .post(
+            "/reservations",
+            &bad,
+            json!({"schedule_id": schedule, "seat_no": 1}),
+        )
+        .await;
+    assert_error(&got, 401, "queue_token_invalid");
+    assert_error(
+        &hold(&app, &a, other_schedule, 1).await,
+        403,
+        "queue_token_wrong_concert",
+    );
+    // Another user's pass is not a pass.
+    let stolen = Fan {
+        id: b.id,
+        auth: b.auth.clone(),
+        token: a.token.clone(),
+    };
+    assert_error(
+        &hold(&app, &stolen, schedule, 1).await,
+        401,
+        "queue_token_invalid",
+    );
+    let _ = other_concert;
+
+    let r1 = held(&app, &a, schedule, 1).await;
+    let r2 = held(&app, &a, schedule, 2).await;
+    assert_ne!(r1, r2);
+    // Held beats the limit in the order of checks; the limit then applies.
+    assert_error(&hold(&app, &a, schedule, 1).await, 409, "seat_unavailable");
+    assert_error(
+        &hold(&app, &a, schedule, 3).await,
+        409,
+        "hold_limit_reached",
+    );
+    assert_error(&hold(&app, &b, schedule, 2).await, 409, "seat_unavailable");
+
+    // Another user's reservation does not exist for them.
+    assert_error(
+        &reservation(&app, &b, r1).await,
+        404,
+        "reservation_not_found",
+    );
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/reservations/{r1}"),
+            &b.auth(),
+            None,
+        )
+        .await;
+    assert_error(&got, 404, "reservation_not_found");
+    assert_error(&pay(&app, &b, r1, None).await, 404, "reservation_not_found");
+    assert_error(
+        &reservation(&app, &a, 1).await,
+        404,
+        "reservation_not_found",
+    );
+    assert_error(
+        &reservation(&app, &a, -5).await,
+        404,
+        "reservation_not_found",
+    );
+
+    // Cancel, read CANCELED, take the seat again.
+    let (status, body) = reservation(&app, &a, r1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "PENDING");
+    assert_eq!(body["price"], 1000);
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/reservations/{r1}"),
+            &a.auth(),
+            None,
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::NO_CONTENT);
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/reservations/{r1}"),
+            &a.auth(),
+            None,
+        )
+        .await;
+    assert_eq!(
+        got.0,
+        StatusCode::NO_CONTENT,
+        "cancelling twice is harmless"
+    );
+    assert_eq!(reservation(&app, &a, r1).await.1["status"], "CANCELED");
+    assert_eq!(seat_state(&app, &a, schedule, 1).await, "AVAILABLE");
+    let r3 = held(&app, &b, schedule, 1).await;
+    assert!(r3 != r1 && r3 != r2, "ids are never reused");
+    let r4 = held(&app, &a, schedule, 3).await;
+    assert_eq!(available(&app, &a, concert).await, 7);
+    let held_seats: Vec<i64> = {
+        let (_, body) = app
+            .get(
+                &format!("/schedules/{schedule}/seats?status=HELD"),
+                &a.headers(),
+            )
+            .await;
+        body["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["seat_no"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(held_seats, vec![1, 2, 3]);
+    let _ = r4;
+    // Nothing of this reached Postgres.
+    assert_eq!(confirmed_count(&app).await, 0);
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn holds_lapse_by_themselves_and_a_lapsed_hold_cannot_be_paid() {
+    let app = spawn(&[("HOLD_TTL_SECS", "1")]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let b = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 4).await;
+    assert_eq!(seat_state(&app, &a, schedule, 4).await, "HELD");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(seat_state(&app, &a, schedule, 4).await, "AVAILABLE");
+    assert_eq!(available(&app, &a, concert).await, 5);
+    assert_eq!(reservation(&app, &a, r).await.1["status"], "CANCELED");
+    assert_error(&pay(&app, &a, r, None).await, 410, "hold_expired");
+    assert_eq!(app.balance(&a.auth).await, 5000, "nothing debited");
+    // The seat is anyone's again, and the lapsed hold no longer counts.
+    let rb = held(&app, &b, schedule, 4).await;
+    assert_error(&pay(&app, &a, r, None).await, 410, "hold_expired");
+    assert_eq!(pay(&app, &b, rb, None).await.0, StatusCode::CREATED);
+    assert_eq!(confirmed_count(&app).await, 1);
+    assert!(
+        app.metrics_text()
+            .await
+            .contains("holds_released_total{reason=\"expired\"}"),
+        "lapsed holds are counted when tidied"
+    );
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn a_payment_from_short_balance_to_sold_seat_and_processed_token() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(20, 1500).await;
+    let a = fan(&app, concert, 1000).await;
+    let r = held(&app, &a, schedule, 10).await;
+    assert_error(&pay(&app, &a, r, None).await, 402, "insufficient_balance");
+    assert_eq!(app.balance(&a.auth).await, 1000);
+    assert_eq!(reservation(&app, &a, r).await.1["status"], "PENDING");
+    assert_eq!(seat_state(&app, &a, schedule, 10).await, "HELD");
+    assert_eq!(app.charge(&a.auth, 1000).await.0, StatusCode::OK);
+
+    let (status, paid) = pay(&app, &a, r, Some("pay-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{paid}");
+    assert_eq!(paid["reservation_id"], r);
+    assert_eq!(paid["amount"], 1500);
+    assert_eq!(paid["status"], "PAID");
+    assert_eq!(paid["balance_after"], 500);
+    assert!(paid["id"].is_i64());
+    // A retry with the key replays the answer, after the token was PROCESSED.
+    let again = pay(&app, &a, r, Some("pay-1")).await;
+    assert_eq!(again, (StatusCode::CREATED, paid.clone()));
+    // Without the key: the token is processed (gate) or the seat paid.
+    let other = pay(&app, &a, r, Some("pay-2")).await;
+    assert!(
+        [401, 409].contains(&other.0.as_u16()),
+        "second payment: {other:?}"
+    );
+    assert_eq!(app.balance(&a.auth).await, 500);
+    let (_, history) = app.get("/balance/history", &a.auth()).await;
+    assert_eq!(history["items"][0]["type"], "USE");
+    assert_eq!(history["items"][0]["amount"], 1500);
+    assert_eq!(history["items"][0]["balance_after"], 500);
+    let (_, receipt) = reservation(&app, &a, r).await;
+    assert_eq!(receipt["status"], "CONFIRMED");
+    assert_eq!(receipt["seat_no"], 10);
+    assert_eq!(token_status(&app, &a).await, "PROCESSED");
+    let got = app
+        .get(&format!("/schedules/{schedule}/seats"), &a.headers())
+        .await;
+    assert_error(&got, 401, "queue_token_expired");
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/reservations/{r}"),
+            &a.auth(),
+            None,
+        )
+        .await;
+    assert_error(&got, 409, "already_confirmed");
+
+    let b = fan(&app, concert, 5000).await;
+    assert_eq!(seat_state(&app, &b, schedule, 10).await, "SOLD");
+    assert_error(&hold(&app, &b, schedule, 10).await, 409, "seat_unavailable");
+    assert_eq!(available(&app, &b, concert).await, 19);
+    let sold: Vec<i64> = {
+        let (_, body) = app
+            .get(
+                &format!("/schedules/{schedule}/seats?status=SOLD"),
+                &b.headers(),
+            )
+            .await;
+        body["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["seat_no"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(sold, vec![10]);
+    // (The recorder is shared by every test in this binary: names, not counts.)
+    let metrics = app.metrics_text().await;
+    for name in [
+        "payments_total ",
+        "payments_won_total ",
+        "payment_failures_total{reason=\"insufficient_balance\"}",
+        "payment_transaction_duration_seconds_count",
+        "holds_total{result=\"ok\"}",
+        "holds_total{result=\"seat_unavailable\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn eight_concurrent_payments_of_one_hold_debit_once() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 100_000).await;
+    let r = held(&app, &a, schedule, 1).await;
+    let results = join_all((0..8).map(|_| pay(&app, &a, r, None))).await;
+    let ok = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .count();
+    assert_eq!(ok, 1, "{results:?}");
+    for r in results.iter().filter(|r| r.0 != StatusCode::CREATED) {
+        assert!(
+            r.1["error"]["code"] == "already_paid" || r.1["error"]["code"] == "queue_token_expired",
+            "{r:?}"
+        );
+    }
+    assert_eq!(app.balance(&a.auth).await, 99_000);
+
+    // And with one key: one payment, the others replay it or wait their turn.
+    let b = fan(&app, concert, 100_000).await;
+    let rb = held(&app, &b, schedule, 2).await;
+    let results = join_all((0..8).map(|_| pay(&app, &b, rb, Some("same-key")))).await;
+    let bodies: HashSet<String> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .map(|r| r.1.to_string())
+        .collect();
+    assert_eq!(bodies.len(), 1, "{results:?}");
+    for r in results.iter().filter(|r| r.0 != StatusCode::CREATED) {
+        assert_error(r, 409, "idempotency_key_in_use");
+    }
+    assert_eq!(app.balance(&b.auth).await, 99_000);
+    assert_eq!(confirmed_count(&app).await, 2);
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn the_token_is_processed_only_when_no_hold_is_left() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 10_000).await;
+    let r1 = held(&app, &a, schedule, 1).await;
+    let r2 = held(&app, &a, schedule, 2).await;
+    assert_eq!(pay(&app, &a, r1, None).await.0, StatusCode::CREATED);
+    assert_eq!(token_status(&app, &a).await, "ACTIVE");
+    assert_eq!(pay(&app, &a, r2, None).await.0, StatusCode::CREATED);
+    assert_eq!(token_status(&app, &a).await, "PROCESSED");
+    // The receipt needs no pass.
+    assert_eq!(reservation(&app, &a, r1).await.1["status"], "CONFIRMED");
+    let metrics = app.metrics_text().await;
+    assert!(metrics.contains("queue_processed_total "), "{metrics}");
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn leaving_the_queue_releases_the_holds() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 0).await;
+    let b = fan(&app, concert, 0).await;
+    let r1 = held(&app, &a, schedule, 1).await;
+    let r2 = held(&app, &a, schedule, 2).await;
+    assert_eq!(available(&app, &b, concert).await, 3);
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/queue/tokens/{}", a.token),
+            &a.auth(),
+            None,
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::NO_CONTENT);
+    assert_eq!(available(&app, &b, concert).await, 5);
+    assert_eq!(seat_state(&app, &b, schedule, 1).await, "AVAILABLE");
+    assert_eq!(reservation(&app, &a, r1).await.1["status"], "CANCELED");
+    assert_eq!(reservation(&app, &a, r2).await.1["status"], "CANCELED");
+    assert_error(&pay(&app, &a, r1, None).await, 401, "queue_token_expired");
+    held(&app, &b, schedule, 1).await;
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn a_hold_that_lapses_while_its_payment_runs_is_honoured_and_never_resold() {
+    let app = spawn(&[("HOLD_TTL_SECS", "1")]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let b = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 3).await;
+    // Postgres is slow for this payment: its balance row is locked elsewhere.
+    let mut blocker = app.pg.begin().await.unwrap();
+    sqlx::query("SELECT amount FROM balance WHERE user_id = $1 FOR UPDATE")
+        .bind(a.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let payment = {
+        let app = &app;
+        let a = &a;
+        async move { pay(app, a, r, None).await }
+    };
+    let racer = async {
+        // Past the hold's expiry, with the payment in flight.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let tried = hold(&app, &b, schedule, 3).await;
+        let state = seat_state(&app, &b, schedule, 3).await;
+        blocker.rollback().await.unwrap();
+        (tried, state)
+    };
+    let (paid, (tried, state)) = tokio::join!(payment, racer);
+    assert_error(&tried, 409, "seat_unavailable");
+    assert_eq!(
+        state, "HELD",
+        "the seat stays claimed while its payment runs"
+    );
+    assert_eq!(paid.0, StatusCode::CREATED, "{}", paid.1);
+    assert_eq!(seat_state(&app, &b, schedule, 3).await, "SOLD");
+    assert_eq!(app.balance(&a.auth).await, 4000);
+    assert_eq!(app.balance(&b.auth).await, 5000);
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn sold_seats_survive_a_redis_flush_and_a_restart() {
+    let mut app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 2).await;
+    assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
+
+    app.flush_redis().await;
+    let restarted = app.sibling(env(&[])).await;
+    app.shutdown().await;
+    let b = fan(&restarted, concert, 5000).await;
+    assert_eq!(seat_state(&restarted, &b, schedule, 2).await, "SOLD");
+    assert_error(
+        &hold(&restarted, &b, schedule, 2).await,
+        409,
+        "seat_unavailable",
+    );
+    assert_eq!(available(&restarted, &b, concert).await, 4);
+    // The buyer's receipt comes from Postgres now.
+    assert_eq!(
+        reservation(&restarted, &a, r).await.1["status"],
+        "CONFIRMED"
+    );
+    // New ids never repeat an old one, although Redis forgot everything.
+    let rb = held(&restarted, &b, schedule, 3).await;
+    assert!(rb != r);
+    let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM reservation_block")
+        .fetch_one(&restarted.pg)
+        .await
+        .unwrap();
+    assert_eq!(blocks, 2, "one id block per server and concert");
+
+    // A flush while the server runs: the missing marker brings a rebuild.
+    restarted.flush_redis().await;
+    let c = fan(&restarted, concert, 0).await;
+    let rebuilt = eventually(Duration::from_secs(15), || async {
+        (seat_state(&restarted, &c, schedule, 2).await == "SOLD").then_some(())
+    })
+    .await;
+    assert!(rebuilt.is_some(), "SOLD seats rebuilt after a flush");
+    restarted.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_second_sale_before_redis_knows_the_first() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let b = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 1).await;
+    assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
+    // Redis loses the SOLD bit (as in the window before a rebuild).
+    let redis = common::redis().await;
+    let _: i64 = fred::interfaces::KeysInterface::del(
+        &redis,
+        format!("{}:{{c:{concert}}}:s:{schedule}:sold", app.prefix),
+    )
+    .await
+    .unwrap();
+    let tried = hold(&app, &b, schedule, 1).await;
+    if tried.0 == StatusCode::CREATED {
+        // The catch-up has not marked it yet: Postgres is the last line.
+        let rb = tried.1["id"].as_i64().unwrap();
+        assert_error(&pay(&app, &b, rb, None).await, 409, "seat_unavailable");
+    } else {
+        assert_error(&tried, 409, "seat_unavailable");
+    }
+    assert_eq!(app.balance(&b.auth).await, 5000);
+    assert_eq!(confirmed_count(&app).await, 1);
+    // And the catch-up marks the seat SOLD again within seconds.
+    let marked = eventually(Duration::from_secs(15), || async {
+        (seat_state(&app, &b, schedule, 1).await == "SOLD").then_some(())
+    })
+    .await;
+    assert!(marked.is_some());
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn a_50000_seat_map_in_one_answer() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(50_000, 1000).await;
+    let a = fan(&app, concert, 10_000).await;
+    let r = held(&app, &a, schedule, 49_999).await;
+    held(&app, &a, schedule, 1).await;
+    assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
+    let started = std::time::Instant::now();
+    let states = seat_states(&app, &a, schedule).await;
+    println!("50 000-seat map: {:?} (debug build)", started.elapsed());
+    assert_eq!(states.len(), 50_000);
+    assert!(states.windows(2).all(|w| w[0].0 < w[1].0), "by seat_no");
+    assert_eq!(states[0].1, "HELD");
+    assert_eq!(states[49_998].1, "SOLD");
+    assert_eq!(
+        states.iter().filter(|(_, s)| s == "AVAILABLE").count(),
+        49_998
+    );
+    let (_, body) = app
+        .get(
+            &format!("/schedules/{schedule}/seats?status=AVAILABLE"),
+            &a.headers(),
+        )
+        .await;
+    assert_eq!(body["seats"].as_array().unwrap().len(), 49_998);
+    assert_eq!(available(&app, &a, concert).await, 49_998);
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn bad_booking_input_is_refused_and_changes_nothing() {
+    let app = spawn(&[]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 1).await;
+    let before = app.table_counts().await;
+    let keys_before: HashSet<String> = app.redis_keys().await.into_iter().collect();
+    let h = a.headers();
+    let cases: Vec<(Method, String, Option<Value>, u16)> = vec![
+        (
+            Method::GET,
+            format!("/schedules/{schedule}/seats?status=FREE"),
+            None,
+            400,
+        ),
+        (
+            Method::GET,
+            format!("/schedules/{schedule}/seats?status="),
+            None,
+            400,
+        ),
+        (Method::GET, "/schedules/abc/seats".into(), None, 400),
+        (Method::POST, "/reservations".into(), Some(json!({})), 400),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(json!({"schedule_id": schedule})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(json!({"schedule_id": "1", "seat_no": 2})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(json!({"schedule_id": schedule, "seat_no": 2.5})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(json!({"schedule_id": schedule, "seat_no": -3})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(json!([schedule, 2])),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(json!({"schedule_id": schedule, "seat_no": 99})),
+            404,
+        ),
+        (Method::GET, "/reservations/abc".into(), None, 400),
+        (
+            Method::GET,
+            "/reservations/99999999999999".into(),
+            None,
+            404,
+        ),
+        (Method::DELETE, "/reservations/0".into(), None, 404),
+        (Method::POST, "/payments".into(), Some(json!({})), 400),
+        (
+            Method::POST,
+            "/payments".into(),
+            Some(json!({"reservation_id": "x"})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/payments".into(),
+            Some(json!({"reservation_id": 1e30})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/payments".into(),
+            Some(json!({"reservation_id": 42})),
+            404,
+        ),
+        (
+            Method::PUT,
+            "/payments".into(),
+            Some(json!({"reservation_id": r})),
+            405,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let got = app.call(method.clone(), &path, &h, body.clone()).await;
+        assert_eq!(got.0.as_u16(), want, "{method} {path} {body:?}: {}", got.1);
+        assert!(
+            got.1["error"]["code"].is_string(),
+            "{method} {path}: {}",
+            got.1
+        );
+    }
+    // An unparsable Idempotency-Key is refused before anything happens.
+    let mut with_key = h.clone();
+    with_key.push(("idempotency-key", "has space"));
+    let got = app
+        .call(
+            Method::POST,
+            "/payments",
+            &with_key,
+            Some(json!({"reservation_id": r})),
+        )
+        .await;
+    assert_error(&got, 400, "invalid_request");
+    // Unauthenticated: 401 on every booking route.
+    for (method, path) in [
+        (Method::GET, format!("/schedules/{schedule}/seats")),
+        (Method::POST, "/reservations".into()),
+        (Method::GET, format!("/reservations/{r}")),
+        (Method::DELETE, format!("/reservations/{r}")),
+        (Method::POST, "/payments".into()),
+    ] {
+        let got = app.call(method, &path, &[], Some(json!({}))).await;
+        assert_error(&got, 401, "unauthorized");
+    }
+    assert_eq!(app.table_counts().await, before);
+    let keys_after: HashSet<String> = app.redis_keys().await.into_iter().collect();
+    assert_eq!(keys_after, keys_before);
+    assert_eq!(reservation(&app, &a, r).await.1["status"], "PENDING");
+    app.assert_ledger().await;
+}
