@@ -9,10 +9,15 @@ boxoffice is starting on http://$addr
   redis    $REDIS_URL
   postgres $DATABASE_URL
 
-Try it (in another terminal):
-  curl -s http://$addr/concerts
-  TOKEN=\$(curl -s -X POST http://$addr/users | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-  curl -s -X POST http://$addr/balance/charge -H "Authorization: Bearer \$TOKEN" -d '{"amount": 100000}'
-  curl -s http://$addr/balance/history -H "Authorization: Bearer \$TOKEN"
+Try the journey (in another terminal; README.md explains each step):
+  B=http://$addr
+  TOKEN=\$(curl -s -X POST \$B/users | sed -E 's/.*"access_token":"([^"]+)".*/\1/'); AUTH="Authorization: Bearer \$TOKEN"
+  curl -s -X POST \$B/balance/charge -H "\$AUTH" -d '{"amount": 100000}'
+  QT=\$(curl -s -X POST \$B/queue/tokens -H "\$AUTH" -d '{"concert_id": 1}' | sed -E 's/.*"token":"([^"]+)".*/\1/'); PASS="X-Queue-Token: \$QT"
+  curl -s \$B/queue/tokens/\$QT -H "\$AUTH"
+  curl -s "\$B/schedules/1/seats?status=AVAILABLE" -H "\$AUTH" -H "\$PASS"
+  RID=\$(curl -s -X POST \$B/reservations -H "\$AUTH" -H "\$PASS" -d '{"schedule_id": 1, "seat_no": 7}' | sed -E 's/.*"id":([0-9]+).*/\1/')
+  curl -s -X POST \$B/payments -H "\$AUTH" -H "\$PASS" -H "Idempotency-Key: pay-\$RID" -d "{\\"reservation_id\\": \$RID}"
+  curl -s \$B/reservations/\$RID -H "\$AUTH"
 
 TXT
