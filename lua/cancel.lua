@@ -3,14 +3,18 @@
 --
 -- KEYS[1]  reservation record   KEYS[2] user's holds zset
 -- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] concert tag
--- returns  'missing' (unknown or another user's) | 'confirmed' | 'released' (a live
---          hold was freed) | 'ok' (it had lapsed or was cancelled already)
-local r = redis.call('HMGET', KEYS[1], 'u', 'sc', 'i', 'st')
+-- returns  'missing' (unknown or another user's) | 'confirmed' | 'paying' (a payment
+--          of it is in flight) | 'released' (a live hold was freed) | 'ok' (it had
+--          lapsed or was cancelled already)
+local r = redis.call('HMGET', KEYS[1], 'u', 'sc', 'i', 'st', 'pay')
 if not r[1] or r[1] ~= ARGV[1] then
   return 'missing'
 end
 if r[4] == 'C' then
   return 'confirmed'
+end
+if r[4] == 'P' and paying(r[5], now_ms()) then
+  return 'paying'
 end
 local freed = 0
 if r[4] == 'P' then

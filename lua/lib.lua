@@ -38,6 +38,12 @@ local function reservation_key(tag, rid)
   return tag .. ':r:' .. rid
 end
 
+-- Whether a payment of the reservation whose record field 'pay' is `pay` is in
+-- flight (pay_begin.lua notes it; pay_abort.lua clears it).
+local function paying(pay, now)
+  return pay and tonumber(pay) > now
+end
+
 -- Frees the seat of reservation `rid` if that reservation still holds it (a
 -- lapsed hold may already have been taken by someone else: left alone).
 -- Returns 1 when it freed the seat, else 0.

@@ -8,6 +8,7 @@ local r = redis.call('HMGET', KEYS[1], 'sc', 'i', 'e', 'st')
 if r[4] ~= 'P' then
   return 0
 end
+redis.call('HDEL', KEYS[1], 'pay')
 local hold = hold_key(ARGV[2], r[1], r[2])
 if redis.call('GET', hold) ~= ARGV[1] then
   return 0

@@ -3,7 +3,8 @@
 -- not past its expiry and still own the seat. Then the seat's claim is extended
 -- by the payment grace, so no one can take the seat while the money moves; the
 -- reservation's own expiry is unchanged (pay_abort.lua puts the claim back to it
--- if the payment fails).
+-- if the payment fails). The record notes the payment ('pay' = claim end), so a
+-- cancel or a queue leave does not release a seat whose money is moving.
 --
 -- KEYS[1]  token record   KEYS[2] reservation record
 -- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] grace ms   ARGV[4] concert tag
@@ -30,4 +31,5 @@ if claim > tonumber(r[7]) then
   redis.call('PEXPIREAT', hold, claim, 'GT')
   redis.call('ZADD', held_key(ARGV[4], r[2]), 'GT', claim, r[3])
 end
+redis.call('HSET', KEYS[2], 'pay', claim)
 return {'ok', r[2], r[3], r[4], r[5], r[6], r[7]}

@@ -1,6 +1,7 @@
 -- queue_leave.lua: the owner gives up a token: it leaves the waiting queue or
 -- frees its active slot at once, and reads as EXPIRED from then on. Giving up a
--- live token also releases the user's pending holds in the concert (API.md).
+-- live token also releases the user's pending holds in the concert (API.md),
+-- but for a hold whose payment is in flight: that one ends as its payment does.
 --
 -- KEYS[1]  token record   KEYS[2] waiting zset   KEYS[3] polled zset   KEYS[4] active zset
 -- KEYS[5]  user index   KEYS[6] user's holds zset
@@ -22,14 +23,15 @@ if r[2] == 'W' or r[2] == 'A' then
   if redis.call('GET', KEYS[5]) == ARGV[1] then
     redis.call('DEL', KEYS[5])
   end
+  local now = now_ms()
   for _, rid in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
     local rec = reservation_key(ARGV[4], rid)
-    local h = redis.call('HMGET', rec, 'sc', 'i', 'st')
-    if h[3] == 'P' then
+    local h = redis.call('HMGET', rec, 'sc', 'i', 'st', 'pay')
+    if h[3] == 'P' and not paying(h[4], now) then
       released = released + release_seat(ARGV[4], h[1], h[2], rid)
       redis.call('HSET', rec, 'st', 'X')
+      redis.call('ZREM', KEYS[6], rid)
     end
   end
-  redis.call('DEL', KEYS[6])
 end
 return {r[2], released}

@@ -554,11 +554,32 @@ async fn a_hold_that_lapses_while_its_payment_runs_is_honoured_and_never_resold(
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let tried = hold(&app, &b, schedule, 3).await;
         let state = seat_state(&app, &b, schedule, 3).await;
+        // Nor can its owner cancel it, or free it by leaving the queue.
+        let cancel = app
+            .call(
+                Method::DELETE,
+                &format!("/reservations/{r}"),
+                &a.auth(),
+                None,
+            )
+            .await;
+        let left = app
+            .call(
+                Method::DELETE,
+                &format!("/queue/tokens/{}", a.token),
+                &a.auth(),
+                None,
+            )
+            .await;
+        let after_leave = seat_state(&app, &b, schedule, 3).await;
         blocker.rollback().await.unwrap();
-        (tried, state)
+        (tried, state, cancel, left, after_leave)
     };
-    let (paid, (tried, state)) = tokio::join!(payment, racer);
+    let (paid, (tried, state, cancel, left, after_leave)) = tokio::join!(payment, racer);
     assert_error(&tried, 409, "seat_unavailable");
+    assert_error(&cancel, 409, "payment_in_progress");
+    assert_eq!(left.0, StatusCode::NO_CONTENT);
+    assert_eq!(after_leave, "HELD");
     assert_eq!(
         state, "HELD",
         "the seat stays claimed while its payment runs"

@@ -420,6 +420,10 @@ pub async fn cancel(app: &AppState, user_id: i64, id: i64) -> Result<()> {
         }
         "ok" => Ok(()),
         "confirmed" => Err(already_confirmed()),
+        "paying" => Err(Error::Conflict {
+            code: "payment_in_progress",
+            message: "a payment of this reservation is in progress".into(),
+        }),
         "missing" => match confirmed(app, user_id, id).await? {
             Some(_) => Err(already_confirmed()),
             None => Err(reservation_not_found()),
