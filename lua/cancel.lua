@@ -3,9 +3,12 @@
 --
 -- KEYS[1]  reservation record   KEYS[2] user's holds zset
 -- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] concert tag
+-- ARGV[4]  '1' to cancel although a payment of it began and its claim ended (the
+--          caller has seen that Postgres has no sale of it)
 -- returns  'missing' (unknown or another user's) | 'confirmed' | 'paying' (a payment
---          of it is in flight) | 'released' (a live hold was freed) | 'ok' (it had
---          lapsed or was cancelled already)
+--          of it is in flight) | 'check' (a payment began and its claim ended:
+--          whether it committed is Postgres's to say) | 'released' (a live hold
+--          was freed) | 'ok' (it had lapsed or was cancelled already)
 local r = redis.call('HMGET', KEYS[1], 'u', 'sc', 'i', 'st', 'pay')
 if not r[1] or r[1] ~= ARGV[1] then
   return 'missing'
@@ -13,8 +16,13 @@ end
 if r[4] == 'C' then
   return 'confirmed'
 end
-if r[4] == 'P' and paying(r[5], now_ms()) then
-  return 'paying'
+if r[4] == 'P' and r[5] then
+  if paying(r[5], now_ms()) then
+    return 'paying'
+  end
+  if ARGV[4] ~= '1' then
+    return 'check'
+  end
 end
 local freed = 0
 if r[4] == 'P' then

@@ -3,7 +3,7 @@
 -- concert; then the hold is taken with SET NX PXAT and indexed.
 --
 -- KEYS[1]  token record   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] the seat's hold
--- KEYS[5]  user's holds zset   KEYS[6] reservation record
+-- KEYS[5]  user's holds zset   KEYS[6] reservation record   KEYS[7] held bitmap
 -- ARGV[1]  user id   ARGV[2] seat index   ARGV[3] reservation id   ARGV[4] hold ttl ms
 -- ARGV[5]  max holds per user   ARGV[6] record retention ms after expiry
 -- ARGV[7]  schedule id   ARGV[8] seat_no   ARGV[9] seat id   ARGV[10] price
@@ -14,8 +14,8 @@ local g = gate(KEYS[1], ARGV[1], now)
 if g ~= 'ok' then
   return {g, 0, 0}
 end
--- Entries whose hold lapsed: their keys are gone already; tidy the index.
-local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+-- Holds that lapsed: their keys are gone already; tidy the index and bitmap.
+local lapsed = tidy_lapsed(KEYS[3], KEYS[7], now, 100)
 if redis.call('GETBIT', KEYS[2], ARGV[2]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
   return {'taken', 0, lapsed}
 end
@@ -28,6 +28,7 @@ if not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PXAT', expires) then
   return {'taken', 0, lapsed}
 end
 redis.call('ZADD', KEYS[3], expires, ARGV[2])
+redis.call('SETBIT', KEYS[7], ARGV[2], 1)
 redis.call('ZADD', KEYS[5], expires, ARGV[3])
 redis.call('PEXPIREAT', KEYS[5], expires)
 redis.call('HSET', KEYS[6], 'u', ARGV[1], 'sc', ARGV[7], 'i', ARGV[2], 'n', ARGV[8],

@@ -25,23 +25,46 @@ local function gate(token_key, user, now)
   return 'expired'
 end
 
--- The hold of seat `idx` of schedule `sched`, the schedule's HELD index and a
--- reservation record,
--- spelled as src/store/keys.rs spells them (same concert tag, same slot).
+-- The hold of seat `idx` of schedule `sched`, the schedule's HELD index and
+-- bitmap, and a reservation record, spelled as src/store/keys.rs spells them
+-- (same concert tag, same slot).
 local function hold_key(tag, sched, idx)
   return tag .. ':s:' .. sched .. ':h:' .. idx
 end
 local function held_key(tag, sched)
   return tag .. ':s:' .. sched .. ':held'
 end
+local function held_bits_key(tag, sched)
+  return tag .. ':s:' .. sched .. ':heldbits'
+end
 local function reservation_key(tag, rid)
   return tag .. ':r:' .. rid
 end
+local function user_holds_key(tag, user)
+  return tag .. ':uh:' .. user
+end
 
 -- Whether a payment of the reservation whose record field 'pay' is `pay` is in
--- flight (pay_begin.lua notes it; pay_abort.lua clears it).
+-- flight (pay_begin.lua notes it; pay_abort.lua and pay_finish.lua clear it).
 local function paying(pay, now)
   return pay and tonumber(pay) > now
+end
+
+-- Takes seat `idx` out of the HELD index and bitmap.
+local function unmark_held(held, held_bits, idx)
+  redis.call('ZREM', held, idx)
+  redis.call('SETBIT', held_bits, idx, 0)
+end
+
+-- Holds lapse by themselves (their keys expire); this tidies the HELD index
+-- and bitmap after them, at most `limit` per call (a sweep runs with every
+-- hold and seat map, so it keeps pace). Returns how many it tidied.
+local function tidy_lapsed(held, held_bits, now, limit)
+  local lapsed = redis.call('ZRANGEBYSCORE', held, '-inf', '(' .. now, 'LIMIT', 0, limit)
+  for _, idx in ipairs(lapsed) do
+    unmark_held(held, held_bits, idx)
+  end
+  return #lapsed
 end
 
 -- Frees the seat of reservation `rid` if that reservation still holds it (a
@@ -51,7 +74,7 @@ local function release_seat(tag, sched, idx, rid)
   local hold = hold_key(tag, sched, idx)
   if redis.call('GET', hold) == rid then
     redis.call('DEL', hold)
-    redis.call('ZREM', held_key(tag, sched), idx)
+    unmark_held(held_key(tag, sched), held_bits_key(tag, sched), idx)
     return 1
   end
   return 0

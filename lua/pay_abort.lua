@@ -1,14 +1,15 @@
--- pay_abort.lua: a payment failed and nothing was written (e.g. the balance was
--- short): the seat's claim goes back to the hold's own expiry, or is freed if
--- that has passed.
+-- pay_abort.lua: a payment failed and wrote nothing (the balance was short, or
+-- the seat turned out sold under another reservation): unless a later payment
+-- of the same reservation has begun since, the seat's claim goes back to the
+-- hold's own expiry, or is freed if that has passed.
 --
 -- KEYS[1]  reservation record
--- ARGV[1]  reservation id   ARGV[2] concert tag
-local r = redis.call('HMGET', KEYS[1], 'sc', 'i', 'e', 'st')
-if r[4] ~= 'P' then
+-- ARGV[1]  reservation id   ARGV[2] concert tag   ARGV[3] the payment's nonce
+local r = redis.call('HMGET', KEYS[1], 'sc', 'i', 'e', 'st', 'pn')
+if r[4] ~= 'P' or r[5] ~= ARGV[3] then
   return 0
 end
-redis.call('HDEL', KEYS[1], 'pay')
+redis.call('HDEL', KEYS[1], 'pay', 'pn')
 local hold = hold_key(ARGV[2], r[1], r[2])
 if redis.call('GET', hold) ~= ARGV[1] then
   return 0

@@ -3,11 +3,13 @@
 -- not past its expiry and still own the seat. Then the seat's claim is extended
 -- by the payment grace, so no one can take the seat while the money moves; the
 -- reservation's own expiry is unchanged (pay_abort.lua puts the claim back to it
--- if the payment fails). The record notes the payment ('pay' = claim end), so a
--- cancel or a queue leave does not release a seat whose money is moving.
+-- if the payment fails). The record notes the payment ('pay' = claim end, 'pn' =
+-- this payment's nonce), so a cancel or a queue leave does not release a seat
+-- whose money is moving, and only the latest payment's failure undoes the claim.
 --
 -- KEYS[1]  token record   KEYS[2] reservation record
 -- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] grace ms   ARGV[4] concert tag
+-- ARGV[5]  this payment's nonce
 -- returns  {'missing'} | {gate verdict} | {'paid'} | {'lapsed'}
 --          | {'ok', schedule id, seat index, seat_no, seat id, price, expires ms}
 local r = redis.call('HMGET', KEYS[2], 'u', 'sc', 'i', 'n', 'd', 'p', 'e', 'st')
@@ -31,5 +33,5 @@ if claim > tonumber(r[7]) then
   redis.call('PEXPIREAT', hold, claim, 'GT')
   redis.call('ZADD', held_key(ARGV[4], r[2]), 'GT', claim, r[3])
 end
-redis.call('HSET', KEYS[2], 'pay', claim)
+redis.call('HSET', KEYS[2], 'pay', claim, 'pn', ARGV[5])
 return {'ok', r[2], r[3], r[4], r[5], r[6], r[7]}

@@ -5,17 +5,18 @@
 --
 -- KEYS[1]  reservation record   KEYS[2] sold bitmap   KEYS[3] held zset
 -- KEYS[4]  the seat's hold   KEYS[5] user's holds zset   KEYS[6] token record
--- KEYS[7]  active zset   KEYS[8] user -> live token index
+-- KEYS[7]  active zset   KEYS[8] user -> live token index   KEYS[9] held bitmap
 -- ARGV[1]  reservation id   ARGV[2] seat index   ARGV[3] token
 -- ARGV[4]  retention ms of an ended token record
 -- returns  1 when the token became PROCESSED, else 0
 redis.call('SETBIT', KEYS[2], ARGV[2], 1)
 if redis.call('GET', KEYS[4]) == ARGV[1] then
   redis.call('DEL', KEYS[4])
-  redis.call('ZREM', KEYS[3], ARGV[2])
+  unmark_held(KEYS[3], KEYS[9], ARGV[2])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], 'st', 'C')
+  redis.call('HDEL', KEYS[1], 'pay', 'pn')
 end
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. now_ms())

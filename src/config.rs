@@ -28,6 +28,9 @@ pub struct Config {
     pub hold_ttl: Duration,
     pub max_holds_per_user: u32,
     pub waiting_idle: Duration,
+    /// How often sales are re-marked SOLD in Redis from Postgres (the catch-up
+    /// of `booking::recovery`).
+    pub sold_catch_up: Duration,
     pub redis_prefix: String,
 }
 
@@ -104,6 +107,7 @@ impl Config {
             hold_ttl: parse(&get, "HOLD_TTL_SECS", "300", secs)?,
             max_holds_per_user: parse(&get, "MAX_HOLDS_PER_USER", "4", |v| int_in(v, 1, 1000))?,
             waiting_idle: parse(&get, "WAITING_IDLE_SECS", "300", secs)?,
+            sold_catch_up: parse(&get, "SOLD_CATCH_UP_SECS", "30", secs)?,
             redis_prefix,
         })
     }

@@ -637,7 +637,7 @@ async fn sold_seats_survive_a_redis_flush_and_a_restart() {
 
 #[tokio::test]
 async fn postgres_refuses_a_second_sale_before_redis_knows_the_first() {
-    let app = spawn(&[]).await;
+    let app = spawn(&[("SOLD_CATCH_UP_SECS", "1")]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
     let a = fan(&app, concert, 5000).await;
     let b = fan(&app, concert, 5000).await;
@@ -830,5 +830,54 @@ async fn bad_booking_input_is_refused_and_changes_nothing() {
     let keys_after: HashSet<String> = app.redis_keys().await.into_iter().collect();
     assert_eq!(keys_after, keys_before);
     assert_eq!(reservation(&app, &a, r).await.1["status"], "PENDING");
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
+    let app = spawn(&[("SOLD_CATCH_UP_SECS", "1")]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 2).await;
+    held(&app, &a, schedule, 3).await; // keeps the token ACTIVE after the sale
+    assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
+    // Redis as if the server had died between the commit and pay_finish: the
+    // record still PENDING with its payment noted, the seat not SOLD, the
+    // payment's claim on the seat lapsed.
+    let redis = common::redis().await;
+    let tag = format!("{}:{{c:{concert}}}", app.prefix);
+    let _: () = fred::interfaces::HashesInterface::hset(
+        &redis,
+        format!("{tag}:r:{r}"),
+        [("st", "P"), ("pay", "1")],
+    )
+    .await
+    .unwrap();
+    let _: i64 = fred::interfaces::KeysInterface::del(&redis, format!("{tag}:s:{schedule}:sold"))
+        .await
+        .unwrap();
+    assert_eq!(reservation(&app, &a, r).await.1["status"], "CONFIRMED");
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/reservations/{r}"),
+            &a.auth(),
+            None,
+        )
+        .await;
+    assert_error(&got, 409, "already_confirmed");
+    assert_error(&pay(&app, &a, r, None).await, 409, "already_paid");
+    assert_eq!(app.balance(&a.auth).await, 4000, "debited once");
+    // The catch-up marks the seat SOLD and the record CONFIRMED again.
+    let marked = eventually(Duration::from_secs(15), || async {
+        (seat_state(&app, &a, schedule, 2).await == "SOLD").then_some(())
+    })
+    .await;
+    assert!(marked.is_some(), "the catch-up marks the sale SOLD");
+    let st: Option<String> =
+        fred::interfaces::HashesInterface::hget(&redis, format!("{tag}:r:{r}"), "st")
+            .await
+            .unwrap();
+    assert_eq!(st.as_deref(), Some("C"));
     app.assert_ledger().await;
 }

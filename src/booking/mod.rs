@@ -110,6 +110,12 @@ fn seat_unavailable() -> Error {
     }
 }
 
+fn count_lapsed(n: i64) {
+    if n > 0 {
+        metrics::counter!("holds_released_total", "reason" => "expired").increment(n as u64);
+    }
+}
+
 /// Reads the first element of a script reply as the gate's verdict and answers
 /// the gate's error if the pass failed.
 fn passed(reply: &[Value], script: &str) -> Result<()> {
@@ -141,20 +147,20 @@ pub async fn seat_map(
                 b.queue().token(&token.text()),
                 b.sold(schedule_id),
                 b.held(schedule_id),
+                b.held_bits(schedule_id),
             ],
             vec![user_id.to_string()],
         )
         .await?;
     passed(&reply, "seat_map")?;
-    let (sold, held) = match reply.as_slice() {
-        [_, sold, Value::Array(held)] => (sold.as_bytes().unwrap_or_default(), held),
-        _ => return Err(Error::Internal(format!("seat_map reply {reply:?}"))),
+    let [_, sold, held, lapsed] = reply.as_slice() else {
+        return Err(Error::Internal(format!("seat_map reply {reply:?}")));
     };
-    let held = held
-        .iter()
-        .map(|v| int(v).map(|i| i as usize))
-        .collect::<Result<Vec<_>>>()?;
-    let statuses = catalog.statuses(sold, &held);
+    count_lapsed(int(lapsed)?);
+    let statuses = catalog.statuses(
+        sold.as_bytes().unwrap_or_default(),
+        held.as_bytes().unwrap_or_default(),
+    );
     Ok(catalog.render(&statuses, only))
 }
 
@@ -180,11 +186,13 @@ pub async fn schedules(
     let token = queue::pass_for(&app.redis, &app.keys, user_id, pass, concert_id).await?;
     let list = crate::catalog::schedules(&app.pg, &app.catalog, concert_id).await?;
     let b = app.keys.booking(concert_id);
-    let mut keys = Vec::with_capacity(1 + 2 * list.len());
+    let mut keys = Vec::with_capacity(2 + 3 * list.len());
     keys.push(b.queue().token(&token.text()));
+    keys.push(b.scratch());
     for s in list.iter() {
         keys.push(b.sold(s.id));
         keys.push(b.held(s.id));
+        keys.push(b.held_bits(s.id));
     }
     let reply: Vec<Value> = app
         .redis
@@ -195,13 +203,14 @@ pub async fn schedules(
         )
         .await?;
     passed(&reply, "availability")?;
-    if reply.len() != 1 + 2 * list.len() {
+    if reply.len() != 2 + list.len() {
         return Err(Error::Internal(format!("availability reply {reply:?}")));
     }
+    count_lapsed(int(&reply[1])?);
     list.iter()
-        .zip(reply[1..].chunks(2))
-        .map(|(s, counts)| {
-            let taken = int(&counts[0])? + int(&counts[1])?;
+        .zip(&reply[2..])
+        .map(|(s, taken)| {
+            let taken = int(taken)?;
             Ok(ScheduleAvailability {
                 id: s.id,
                 start_at: s.start_at,
@@ -230,10 +239,7 @@ pub async fn hold(
     let [verdict, expires, lapsed] = reply.as_slice() else {
         return Err(Error::Internal(format!("hold reply {reply:?}")));
     };
-    let lapsed = int(lapsed)?;
-    if lapsed > 0 {
-        metrics::counter!("holds_released_total", "reason" => "expired").increment(lapsed as u64);
-    }
+    count_lapsed(int(lapsed)?);
     let verdict = text(verdict)?;
     let outcome = match verdict.as_str() {
         "ok" => "ok",
@@ -289,6 +295,7 @@ async fn run_hold(
                 b.hold(catalog.schedule_id, index),
                 b.user_holds(user_id),
                 b.reservation(id),
+                b.held_bits(catalog.schedule_id),
             ],
             vec![
                 user_id.to_string(),
@@ -315,13 +322,15 @@ struct Record {
     price: i64,
     expires_ms: i64,
     state: String,
+    /// A payment of it began (it may have committed without Redis hearing).
+    payment_began: bool,
 }
 
 async fn read_record(app: &AppState, concert_id: i64, id: i64) -> Result<Option<Record>> {
     let fields: Vec<Option<String>> = fred::interfaces::HashesInterface::hmget(
         app.redis.client(),
         app.keys.booking(concert_id).reservation(id),
-        vec!["u", "sc", "n", "d", "p", "e", "st"],
+        vec!["u", "sc", "n", "d", "p", "e", "st", "pay"],
     )
     .await?;
     let num = |i: usize| -> Result<i64> {
@@ -342,6 +351,7 @@ async fn read_record(app: &AppState, concert_id: i64, id: i64) -> Result<Option<
         price: num(4)?,
         expires_ms: num(5)?,
         state: fields.get(6).cloned().flatten().unwrap_or_default(),
+        payment_began: fields.get(7).is_some_and(|f| f.is_some()),
     }))
 }
 
@@ -367,7 +377,16 @@ pub async fn reservation(app: &AppState, user_id: i64, id: i64) -> Result<Reserv
         .concert_of(&app.pg, id)
         .await?
         .ok_or_else(reservation_not_found)?;
-    match read_record(app, concert_id, id).await? {
+    let record = read_record(app, concert_id, id).await?;
+    if let Some(r) = &record
+        && r.user_id == user_id
+        && r.payment_began
+        && let Some(sale) = confirmed(app, user_id, id).await?
+    {
+        // Paid, though Redis may not have heard yet: Postgres says so.
+        return Ok(sale);
+    }
+    match record {
         Some(r) if r.user_id != user_id => Err(reservation_not_found()),
         Some(r) if r.state != "C" => {
             let live = r.state == "P" && r.expires_ms >= Utc::now().timestamp_millis();
@@ -400,36 +419,64 @@ pub async fn cancel(app: &AppState, user_id: i64, id: i64) -> Result<()> {
         .concert_of(&app.pg, id)
         .await?
         .ok_or_else(reservation_not_found)?;
-    let b = app.keys.booking(concert_id);
-    let outcome: String = app
-        .redis
-        .run(
-            &app.redis.scripts.cancel,
-            vec![b.reservation(id), b.user_holds(user_id)],
-            vec![user_id.to_string(), id.to_string(), b.tag().to_owned()],
-        )
-        .await?;
     let already_confirmed = || Error::Conflict {
         code: "already_confirmed",
         message: "the reservation is paid; it cannot be cancelled".into(),
     };
-    match outcome.as_str() {
-        "released" => {
-            metrics::counter!("holds_released_total", "reason" => "cancelled").increment(1);
-            Ok(())
+    let mut force = false;
+    loop {
+        match run_cancel(app, concert_id, user_id, id, force)
+            .await?
+            .as_str()
+        {
+            "released" => {
+                metrics::counter!("holds_released_total", "reason" => "cancelled").increment(1);
+                return Ok(());
+            }
+            "ok" => return Ok(()),
+            "confirmed" => return Err(already_confirmed()),
+            "paying" => {
+                return Err(Error::Conflict {
+                    code: "payment_in_progress",
+                    message: "a payment of this reservation is in progress".into(),
+                });
+            }
+            // A payment began and its claim ended: did it commit?
+            "check" if !force => match confirmed(app, user_id, id).await? {
+                Some(_) => return Err(already_confirmed()),
+                None => force = true,
+            },
+            "missing" => {
+                return match confirmed(app, user_id, id).await? {
+                    Some(_) => Err(already_confirmed()),
+                    None => Err(reservation_not_found()),
+                };
+            }
+            other => return Err(Error::Internal(format!("cancel reply {other:?}"))),
         }
-        "ok" => Ok(()),
-        "confirmed" => Err(already_confirmed()),
-        "paying" => Err(Error::Conflict {
-            code: "payment_in_progress",
-            message: "a payment of this reservation is in progress".into(),
-        }),
-        "missing" => match confirmed(app, user_id, id).await? {
-            Some(_) => Err(already_confirmed()),
-            None => Err(reservation_not_found()),
-        },
-        other => Err(Error::Internal(format!("cancel reply {other:?}"))),
     }
+}
+
+async fn run_cancel(
+    app: &AppState,
+    concert_id: i64,
+    user_id: i64,
+    id: i64,
+    force: bool,
+) -> Result<String> {
+    let b = app.keys.booking(concert_id);
+    app.redis
+        .run(
+            &app.redis.scripts.cancel,
+            vec![b.reservation(id), b.user_holds(user_id)],
+            vec![
+                user_id.to_string(),
+                id.to_string(),
+                b.tag().to_owned(),
+                if force { "1" } else { "0" }.to_owned(),
+            ],
+        )
+        .await
 }
 
 /// Whether `id` is the user's reservation in Redis or a sale of theirs in

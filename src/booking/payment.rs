@@ -120,7 +120,8 @@ async fn run(
             ));
         }
     };
-    let hold = begin(app, concert_id, &token, user_id, id).await?;
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let hold = begin(app, concert_id, &token, user_id, id, &nonce).await?;
     let started = Instant::now();
     let committed = commit(app, user_id, id, &hold, claim).await;
     metrics::histogram!("payment_transaction_duration_seconds")
@@ -128,10 +129,12 @@ async fn run(
     let paid = match committed {
         Ok(paid) => paid,
         Err(e) => {
-            if matches!(e, Error::PaymentRequired { .. }) {
-                // Nothing was written: the hold goes back to its own expiry.
-                abort(app, concert_id, id).await;
-                return Err(failed("insufficient_balance", e));
+            // Nothing was written and no other payment of it committed: the
+            // hold goes back to its own expiry. (Not after `already_paid`, a
+            // `409` of the idempotency claim, or a `503` whose commit may have
+            // happened: then the claim lapses by itself.)
+            if matches!(e.code(), "insufficient_balance" | "seat_unavailable") {
+                abort(app, concert_id, id, &nonce).await;
             }
             return Err(failed(e.code(), e));
         }
@@ -150,6 +153,7 @@ async fn begin(
     token: &QueueToken,
     user_id: i64,
     id: i64,
+    nonce: &str,
 ) -> Result<Hold> {
     let b = app.keys.booking(concert_id);
     let reply: Vec<Value> = app
@@ -162,6 +166,7 @@ async fn begin(
                 id.to_string(),
                 GRACE.as_millis().to_string(),
                 b.tag().to_owned(),
+                nonce.to_owned(),
             ],
         )
         .await?;
@@ -176,13 +181,20 @@ async fn begin(
             expires_ms: int(e)?,
         }),
         ("paid", _) => Err(failed("already_paid", already_paid())),
-        ("lapsed", _) => Err(failed(
-            "hold_expired",
-            Error::Gone {
-                code: "hold_expired",
-                message: "the hold expired or was cancelled".into(),
-            },
-        )),
+        // Lapsed in Redis; but a payment that committed while Redis did not
+        // hear of it (a crash, an outage) is a sale: Postgres says which.
+        ("lapsed", _) => {
+            if confirmed(app, user_id, id).await?.is_some() {
+                return Err(failed("already_paid", already_paid()));
+            }
+            Err(failed(
+                "hold_expired",
+                Error::Gone {
+                    code: "hold_expired",
+                    message: "the hold expired or was cancelled".into(),
+                },
+            ))
+        }
         // Redis no longer has it (a lapsed record, a flush): a sale of the
         // user's is in Postgres, or there is no such reservation for them.
         ("missing", _) => {
@@ -290,14 +302,14 @@ fn conflict(e: sqlx::Error) -> Error {
 
 /// After a failed payment that wrote nothing: the seat's claim goes back to the
 /// hold's own expiry. Best effort: the grace lapses by itself otherwise.
-async fn abort(app: &AppState, concert_id: i64, id: i64) {
+async fn abort(app: &AppState, concert_id: i64, id: i64, nonce: &str) {
     let b = app.keys.booking(concert_id);
     let undone: Result<i64> = app
         .redis
         .run(
             &app.redis.scripts.pay_abort,
             vec![b.reservation(id)],
-            vec![id.to_string(), b.tag().to_owned()],
+            vec![id.to_string(), b.tag().to_owned(), nonce.to_owned()],
         )
         .await;
     if let Err(e) = undone {
@@ -332,6 +344,7 @@ async fn finish(
                 q.token(&text_token),
                 q.active(),
                 q.user(user_id),
+                b.held_bits(hold.schedule_id),
             ],
             vec![
                 id.to_string(),

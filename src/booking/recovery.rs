@@ -1,141 +1,199 @@
 //! SOLD seats in Redis, rebuilt from Postgres, so that a Redis restart or flush
 //! never offers a sold seat again.
 //!
-//! - At start, and whenever the marker key `{prefix}:sold:rebuilt` is missing
-//!   (Redis lost its data), every CONFIRMED reservation marks its seat in the
-//!   schedule's SOLD bitmap.
-//! - Every [`INTERVAL`], the sales of the last [`CATCH_UP`] are marked again:
-//!   a sale whose server died between its commit and its Redis update (or met a
-//!   Redis outage there) shows as SOLD within seconds.
+//! - At start, and whenever the marker `{prefix}:sold:rebuilt` does not name the
+//!   running Redis (`run_id`: gone after a flush or a restart without
+//!   persistence; another run after a restart from a snapshot), every CONFIRMED
+//!   reservation marks its seat in the schedule's SOLD bitmap. The marker is set
+//!   only when a rebuild ran to its end with no flush in between (a nonce key
+//!   that must survive it), so a rebuild cut short is done again.
+//! - Every `SOLD_CATCH_UP_SECS` (30 s), the sales of the last period plus
+//!   [`CATCH_UP_MARGIN`] are
+//!   marked again: a sale whose server died between its commit and its Redis
+//!   update (or met a Redis outage there) shows as SOLD within seconds, and its
+//!   reservation reads CONFIRMED from Redis too.
 //!
 //! Marking only sets bits, so it never races a sale into being undone. Until a
 //! rebuild has run, the Postgres unique index on confirmed seats still refuses
 //! a second sale (the payer gets `409 seat_unavailable`, nothing debited).
+//! Seat indexes are computed in Postgres (row number by `seat_no`), so a
+//! rebuild does not churn the in-process seat catalogs.
 
 use crate::AppState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// How often the marker is checked.
 pub const INTERVAL: Duration = Duration::from_secs(5);
-/// Longer than any payment transaction can run (the request timeout is 30 s),
-/// with room for clock skew between servers and Postgres.
-const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
-/// Seat indexes per script call.
-const CHUNK: usize = 5000;
+/// Added to the catch-up period for its window: longer than any payment's run
+/// (the request timeout is 30 s), with room for clock skew.
+const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
+/// How long a rebuild's nonce lives if its server dies.
+const REBUILD_NONCE_TTL: i64 = 600;
+/// Sales per script call.
+const CHUNK: usize = 2500;
 
 /// Marks the seats of every sale confirmed after `since` (all sales for `None`)
 /// SOLD in Redis. Returns how many bits were newly set.
 pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u64> {
-    let rows: Vec<(i64, i32)> = sqlx::query_as(
-        "SELECT concert_schedule_id, seat_no FROM reservation
-          WHERE status = 'CONFIRMED' AND ($1::timestamptz IS NULL OR confirmed_at > $1)",
+    let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+        "WITH sold AS (
+             SELECT id, seat_id, concert_schedule_id FROM reservation
+              WHERE status = 'CONFIRMED' AND ($1::timestamptz IS NULL OR confirmed_at > $1)
+         ), seats AS (
+             SELECT id, concert_schedule_id,
+                    row_number() OVER (PARTITION BY concert_schedule_id ORDER BY seat_no) - 1 AS idx
+               FROM seat
+              WHERE concert_schedule_id IN (SELECT concert_schedule_id FROM sold)
+         )
+         SELECT cs.concert_id, cs.id, seats.idx, sold.id
+           FROM sold
+           JOIN seats ON seats.id = sold.seat_id
+           JOIN concert_schedule cs ON cs.id = sold.concert_schedule_id",
     )
     .bind(since)
     .fetch_all(&app.pg)
     .await?;
-    let mut by_schedule: HashMap<i64, Vec<i32>> = HashMap::new();
-    for (schedule, seat_no) in rows {
-        by_schedule.entry(schedule).or_default().push(seat_no);
+    let mut by_schedule: HashMap<(i64, i64), Vec<String>> = HashMap::new();
+    for (concert, schedule, index, reservation) in rows {
+        let args = by_schedule.entry((concert, schedule)).or_default();
+        args.push(index.to_string());
+        args.push(reservation.to_string());
     }
     let mut fresh = 0u64;
-    for (schedule_id, numbers) in by_schedule {
-        let catalog = app.booking.seats.get(&app.pg, schedule_id).await?;
-        let indexes: Vec<String> = numbers
-            .iter()
-            .filter_map(|&n| catalog.index_of(i64::from(n)))
-            .map(|i| i.to_string())
-            .collect();
-        let key = app.keys.booking(catalog.concert_id).sold(schedule_id);
-        for chunk in indexes.chunks(CHUNK) {
+    for ((concert_id, schedule_id), pairs) in by_schedule {
+        let b = app.keys.booking(concert_id);
+        for chunk in pairs.chunks(2 * CHUNK) {
+            let mut args = Vec::with_capacity(chunk.len() + 2);
+            args.push(b.tag().to_owned());
+            args.push(schedule_id.to_string());
+            args.extend_from_slice(chunk);
             let n: i64 = app
                 .redis
                 .run(
                     &app.redis.scripts.sold_mark,
-                    vec![key.clone()],
-                    chunk.to_vec(),
+                    vec![
+                        b.sold(schedule_id),
+                        b.held(schedule_id),
+                        b.held_bits(schedule_id),
+                    ],
+                    args,
                 )
                 .await?;
             fresh += n as u64;
         }
     }
+    if fresh > 0 {
+        metrics::counter!("sold_seats_rebuilt_total").increment(fresh);
+    }
     Ok(fresh)
 }
 
-/// A full rebuild: sets the marker first, so a flush during the rebuild is seen
-/// by the next round (the marker is gone again) and the rebuild runs again.
-pub async fn rebuild(app: &AppState) -> Result<()> {
-    let _: Option<String> = fred::interfaces::KeysInterface::set(
+/// The running Redis server's `run_id` (new at every Redis start).
+async fn redis_run_id(app: &AppState) -> Result<String> {
+    let info: String = fred::interfaces::ClientLike::custom(
         app.redis.client(),
-        app.keys.sold_rebuilt(),
-        Utc::now().to_rfc3339(),
-        None,
-        None,
-        false,
+        fred::cmd!("INFO"),
+        vec!["server"],
     )
     .await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .ok_or_else(|| Error::Internal("redis INFO has no run_id".into()))
+}
+
+/// A full rebuild; sets the marker when it ran to its end undisturbed.
+async fn rebuild(app: &AppState, run_id: &str) -> Result<()> {
+    use fred::interfaces::KeysInterface;
+    use fred::types::Expiration;
+    let client = app.redis.client();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let _: Option<String> = client
+        .set(
+            app.keys.sold_rebuilding(),
+            nonce.as_str(),
+            Some(Expiration::EX(REBUILD_NONCE_TTL)),
+            None,
+            false,
+        )
+        .await?;
     let fresh = mark_sold(app, None).await?;
-    if fresh > 0 {
-        tracing::warn!(seats = fresh, "SOLD seats rebuilt in Redis from Postgres");
-        metrics::counter!("sold_seats_rebuilt_total").increment(fresh);
+    let still: Option<String> = client.get(app.keys.sold_rebuilding()).await?;
+    if still.as_deref() != Some(nonce.as_str()) {
+        // A flush meanwhile, or another server rebuilding: the next round looks again.
+        return Ok(());
+    }
+    let _: Option<String> = client
+        .set(app.keys.sold_rebuilt(), run_id, None, None, false)
+        .await?;
+    let _: i64 = client.del(app.keys.sold_rebuilding()).await?;
+    tracing::info!(
+        newly_marked = fresh,
+        "SOLD seats rebuilt in Redis from Postgres"
+    );
+    Ok(())
+}
+
+/// One round: a full rebuild when the marker says so (or `force`), else the
+/// catch-up of recent sales when `catch_up`.
+async fn round(app: &AppState, force: bool, catch_up: bool) -> Result<()> {
+    let window = app.config.sold_catch_up + CATCH_UP_MARGIN;
+    let run_id = redis_run_id(app).await?;
+    let marker: Option<String> =
+        fred::interfaces::KeysInterface::get(app.redis.client(), app.keys.sold_rebuilt()).await?;
+    if force || marker.as_deref() != Some(run_id.as_str()) {
+        return rebuild(app, &run_id).await;
+    }
+    if catch_up {
+        let since = Utc::now() - chrono::TimeDelta::from_std(window).unwrap_or_default();
+        let fresh = mark_sold(app, Some(since)).await?;
+        if fresh > 0 {
+            tracing::warn!(seats = fresh, "sales missing in Redis marked SOLD");
+        }
     }
     Ok(())
 }
 
-async fn marker_present(app: &AppState) -> Result<bool> {
-    let n: i64 =
-        fred::interfaces::KeysInterface::exists(app.redis.client(), app.keys.sold_rebuilt())
-            .await?;
-    Ok(n == 1)
-}
-
-/// One round: a full rebuild when needed, else the catch-up of recent sales.
-/// Returns whether a full rebuild is still needed.
-async fn round(app: &AppState, need_full: bool) -> bool {
-    let outcome = async {
-        if need_full || !marker_present(app).await? {
-            rebuild(app).await
-        } else {
-            let since = Utc::now() - CATCH_UP;
-            let fresh = mark_sold(app, Some(since)).await?;
-            if fresh > 0 {
-                tracing::warn!(seats = fresh, "sales missing in Redis marked SOLD");
-                metrics::counter!("sold_seats_rebuilt_total").increment(fresh);
-            }
-            Ok(())
-        }
-    }
-    .await;
-    match outcome {
-        Ok(()) => false,
-        Err(e) => {
-            tracing::warn!(error = %e, "SOLD seat rebuild failed; will retry");
-            true
-        }
-    }
-}
-
 /// The background task: a round every [`INTERVAL`] until `stop`.
 pub async fn run(app: Arc<AppState>, mut stop: watch::Receiver<bool>, mut need_full: bool) {
-    let mut tick = tokio::time::interval(INTERVAL);
+    let mut tick = tokio::time::interval(INTERVAL.min(app.config.sold_catch_up));
     tick.tick().await;
+    let mut last_catch_up = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        need_full = round(&app, need_full).await;
+        let catch_up = last_catch_up.elapsed() >= app.config.sold_catch_up;
+        match round(&app, need_full, catch_up).await {
+            Ok(()) => {
+                need_full = false;
+                if catch_up {
+                    last_catch_up = Instant::now();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SOLD seat rebuild failed; will retry");
+                need_full = true;
+            }
+        }
     }
 }
 
 /// The rebuild at start, before the server takes requests; `true` if it could
 /// not run (Redis or Postgres down), so the background task starts with it.
 pub async fn at_start(app: &AppState, patience: Duration) -> bool {
-    match tokio::time::timeout(patience, round(app, true)).await {
-        Ok(still_needed) => still_needed,
+    match tokio::time::timeout(patience, round(app, false, true)).await {
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "SOLD seat rebuild failed at start; retrying in the background");
+            true
+        }
         Err(_) => {
             tracing::warn!("SOLD seat rebuild did not finish at start; retrying in the background");
             true

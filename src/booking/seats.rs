@@ -110,28 +110,21 @@ impl SeatCatalog {
         self.seats.get(index)
     }
 
-    /// The statuses of every seat from the SOLD bitmap (bit 0 is the high bit of
-    /// byte 0, as `SETBIT` counts) and the indexes of live holds. SOLD wins.
-    pub fn statuses(&self, sold: &[u8], held: &[usize]) -> Vec<SeatStatus> {
-        let mut out = vec![SeatStatus::Available; self.seats.len()];
-        for &i in held {
-            if let Some(s) = out.get_mut(i) {
-                *s = SeatStatus::Held;
-            }
-        }
-        for (byte_no, &byte) in sold.iter().enumerate() {
-            if byte == 0 {
-                continue;
-            }
-            for bit in 0..8 {
-                if byte & (0x80 >> bit) != 0
-                    && let Some(s) = out.get_mut(byte_no * 8 + bit)
-                {
-                    *s = SeatStatus::Sold;
+    /// The statuses of every seat from the SOLD and HELD bitmaps (bit 0 is the
+    /// high bit of byte 0, as `SETBIT` counts). SOLD wins over HELD.
+    pub fn statuses(&self, sold: &[u8], held: &[u8]) -> Vec<SeatStatus> {
+        let bit = |map: &[u8], i: usize| map.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0);
+        (0..self.seats.len())
+            .map(|i| {
+                if bit(sold, i) {
+                    SeatStatus::Sold
+                } else if bit(held, i) {
+                    SeatStatus::Held
+                } else {
+                    SeatStatus::Available
                 }
-            }
-        }
-        out
+            })
+            .collect()
     }
 
     /// `{"schedule_id":…,"seats":[…]}` with each seat's status, keeping only
@@ -265,8 +258,8 @@ mod tests {
     #[test]
     fn sold_bits_count_from_the_high_bit_and_win_over_holds() {
         let c = catalog(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        // SETBIT 0 and SETBIT 9: bytes 0x80, 0x40.
-        let s = c.statuses(&[0x80, 0x40], &[0, 3, 42]);
+        // SETBIT 0 and SETBIT 9: bytes 0x80, 0x40; held 0 and 3: 0x90; 42 is past the end.
+        let s = c.statuses(&[0x80, 0x40], &[0x90, 0, 0, 0, 0, 0x20]);
         use SeatStatus::*;
         assert_eq!(
             s,
@@ -280,7 +273,7 @@ mod tests {
     #[test]
     fn the_map_is_valid_json_and_filters() {
         let c = catalog(&[1, 2, 3]);
-        let statuses = c.statuses(&[0x20], &[0]);
+        let statuses = c.statuses(&[0x20], &[0x80]);
         let all: serde_json::Value = serde_json::from_slice(&c.render(&statuses, None)).unwrap();
         assert_eq!(all["schedule_id"], 7);
         let seats = all["seats"].as_array().unwrap();
@@ -298,6 +291,7 @@ mod tests {
             serde_json::from_slice(&c.render(&statuses, Some(SeatStatus::Held))).unwrap();
         assert_eq!(held["seats"][0]["seat_no"], 1);
         let empty = c.render(&c.statuses(&[0xE0], &[]), Some(SeatStatus::Available));
+        assert_eq!(c.statuses(&[], &[]), vec![SeatStatus::Available; 3]);
         assert_eq!(empty, br#"{"schedule_id":7,"seats":[]}"#);
     }
 }

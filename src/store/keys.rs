@@ -45,10 +45,17 @@ impl Keys {
         }
     }
 
-    /// Marker: present while Redis holds the SOLD seats rebuilt from Postgres.
-    /// Gone (a restart without persistence, a flush) means "rebuild them now".
+    /// Marker: the run id of the Redis server whose SOLD seats were rebuilt from
+    /// Postgres. Gone (a restart without persistence, a flush) or naming another
+    /// run (a restart from an older snapshot) means "rebuild them now".
     pub fn sold_rebuilt(&self) -> String {
         format!("{}:sold:rebuilt", self.prefix)
+    }
+
+    /// The nonce of a rebuild in progress: the marker is set only if it is still
+    /// there when the rebuild ends (no flush in between).
+    pub fn sold_rebuilding(&self) -> String {
+        format!("{}:sold:rebuilding", self.prefix)
     }
 
     /// The set of concerts whose queues the admission worker visits.
@@ -114,7 +121,8 @@ impl QueueKeys {
 ///
 /// Scripts that release holds found through a reservation record build the
 /// hold keys themselves from [`BookingKeys::tag`], with the same names as
-/// [`BookingKeys::hold`] and [`BookingKeys::held`] (see `lua/lib.lua`): the
+/// [`BookingKeys::hold`], [`BookingKeys::held`] and [`BookingKeys::held_bits`]
+/// (see `lua/lib.lua`): the
 /// keys are in the same slot, and a test that cancels and takes a seat again
 /// fails if the two spellings ever part.
 #[derive(Clone, Debug)]
@@ -135,6 +143,15 @@ impl BookingKeys {
     /// of HELD seats; an entry past its score is stale and ignored.
     pub fn held(&self, schedule_id: i64) -> String {
         format!("{}:s:{schedule_id}:held", self.tag)
+    }
+    /// Bitmap: bit `i` is set while seat `i` is HELD (the seat map reads it as
+    /// one value; the sorted set above says when each hold lapses).
+    pub fn held_bits(&self, schedule_id: i64) -> String {
+        format!("{}:s:{schedule_id}:heldbits", self.tag)
+    }
+    /// Scratch key of a script that combines bitmaps (deleted by that script).
+    pub fn scratch(&self) -> String {
+        format!("{}:scratch", self.tag)
     }
     /// The hold of one seat: `SET NX PXAT`, value = reservation id.
     pub fn hold(&self, schedule_id: i64, seat_index: usize) -> String {
@@ -183,6 +200,8 @@ mod tests {
         for key in [
             b.sold(3),
             b.held(3),
+            b.held_bits(3),
+            b.scratch(),
             b.hold(3, 0),
             b.user_holds(7),
             b.reservation(9),
@@ -192,6 +211,8 @@ mod tests {
         // lua/lib.lua spells these two from the tag.
         assert_eq!(b.hold(3, 5), format!("{}:s:3:h:5", b.tag()));
         assert_eq!(b.held(3), format!("{}:s:3:held", b.tag()));
+        assert_eq!(b.held_bits(3), format!("{}:s:3:heldbits", b.tag()));
         assert_eq!(b.reservation(9), format!("{}:r:9", b.tag()));
+        assert_eq!(b.user_holds(7), format!("{}:uh:7", b.tag()));
     }
 }

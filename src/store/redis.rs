@@ -65,7 +65,7 @@ impl Scripts {
             pay_begin: with_lib!("pay_begin.lua"),
             pay_abort: with_lib!("pay_abort.lua"),
             pay_finish: with_lib!("pay_finish.lua"),
-            sold_mark: Script::from_lua(include_str!("../../lua/sold_mark.lua")),
+            sold_mark: with_lib!("sold_mark.lua"),
         }
     }
 
