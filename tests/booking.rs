@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::proxy::{Proxy, host_port, through};
 use common::{Env, TestApp, assert_error, eventually};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
@@ -879,5 +880,72 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
             .await
             .unwrap();
     assert_eq!(st.as_deref(), Some("C"));
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn holds_need_no_postgres_and_a_payment_during_an_outage_is_a_clean_503() {
+    let proxy = Proxy::start(host_port(&common::pg_server())).await;
+    let mut e = env(&[]);
+    e.pg_server = Some(through(&common::pg_server(), &proxy));
+    let app = TestApp::spawn_with(e).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let r1 = held(&app, &a, schedule, 1).await;
+
+    proxy.cut();
+    // The hot paths do not touch Postgres: holds, the seat map, availability.
+    let r2 = held(&app, &a, schedule, 2).await;
+    assert_eq!(seat_state(&app, &a, schedule, 2).await, "HELD");
+    assert_error(&pay(&app, &a, r1, Some("k1")).await, 503, "unavailable");
+    proxy.restore();
+
+    let paid = eventually(Duration::from_secs(15), || async {
+        let got = pay(&app, &a, r1, Some("k1")).await;
+        (got.0 == StatusCode::CREATED).then_some(got)
+    })
+    .await
+    .expect("the payment goes through once Postgres is back");
+    assert_eq!(paid.1["balance_after"], 4000);
+    assert_eq!(pay(&app, &a, r2, None).await.0, StatusCode::CREATED);
+    assert_eq!(app.balance(&a.auth).await, 3000);
+    app.assert_ledger().await;
+}
+
+#[tokio::test]
+async fn a_redis_outage_gives_503s_and_changes_nothing() {
+    let proxy = Proxy::start(host_port(&common::redis_url())).await;
+    let mut e = env(&[]);
+    e.redis_url = Some(through(&common::redis_url(), &proxy));
+    let app = TestApp::spawn_with(e).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await;
+    let r = held(&app, &a, schedule, 1).await;
+    held(&app, &a, schedule, 3).await; // keeps the token ACTIVE after the sale
+    // (The queue's audit is written behind, so it is left out of the comparison.)
+    let counts = || async {
+        let mut c = app.table_counts().await;
+        c.retain(|(t, _)| t != "reservation_queue");
+        c
+    };
+    let before = counts().await;
+
+    proxy.cut();
+    assert_error(&hold(&app, &a, schedule, 2).await, 503, "unavailable");
+    let got = app
+        .get(&format!("/schedules/{schedule}/seats"), &a.headers())
+        .await;
+    assert_error(&got, 503, "unavailable");
+    assert_error(&pay(&app, &a, r, None).await, 503, "unavailable");
+    assert_eq!(counts().await, before, "nothing written");
+    proxy.restore();
+
+    let back = eventually(Duration::from_secs(15), || async {
+        let got = pay(&app, &a, r, None).await;
+        (got.0 == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "payments work again once Redis is back");
+    assert_eq!(seat_state(&app, &a, schedule, 1).await, "SOLD");
     app.assert_ledger().await;
 }
