@@ -9,13 +9,16 @@ local r = redis.call('HMGET', KEYS[1], 'sc', 'i', 'e', 'st', 'pn')
 if r[4] ~= 'P' or r[5] ~= ARGV[3] then
   return 0
 end
-redis.call('HDEL', KEYS[1], 'pay', 'pn')
+-- 'pay' ends now rather than going: an earlier payment of the same reservation
+-- may still be in flight, so cancels and reads keep asking Postgres.
+local now = now_ms()
+redis.call('HSET', KEYS[1], 'pay', now)
 local hold = hold_key(ARGV[2], r[1], r[2])
 if redis.call('GET', hold) ~= ARGV[1] then
   return 0
 end
 local expires = tonumber(r[3])
-if expires >= now_ms() then
+if expires >= now then
   redis.call('PEXPIREAT', hold, expires)
   redis.call('ZADD', held_key(ARGV[2], r[1]), 'XX', expires, r[2])
 else

@@ -32,6 +32,7 @@ local claim = now + tonumber(ARGV[3])
 if claim > tonumber(r[7]) then
   redis.call('PEXPIREAT', hold, claim, 'GT')
   redis.call('ZADD', held_key(ARGV[4], r[2]), 'GT', claim, r[3])
+  redis.call('SETBIT', held_bits_key(ARGV[4], r[2]), r[3], 1)
 end
 redis.call('HSET', KEYS[2], 'pay', claim, 'pn', ARGV[5])
 return {'ok', r[2], r[3], r[4], r[5], r[6], r[7]}

@@ -200,9 +200,12 @@ impl From<sqlx::Error> for Error {
 
 /// SQLSTATEs that mean "cannot serve now" rather than "this request is wrong":
 /// connection exceptions (08), insufficient resources (53), operator intervention
-/// such as a shutdown (57), serialization failures and deadlocks (40).
+/// such as a shutdown or a statement timeout (57), serialization failures and
+/// deadlocks (40), a lock not obtained within `lock_timeout` (55P03).
 fn is_transient_sqlstate(code: &str) -> bool {
-    ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) || code == "3D000"
+    ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c))
+        || code == "3D000"
+        || code == "55P03"
 }
 
 impl From<fred::error::Error> for Error {

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,9 @@ struct Slot {
 struct SlotState {
     next: i64,
     end: i64,
-    spare: Option<i64>,
+    /// Blocks fetched and not started (normally at most one; a prefetch and an
+    /// inline fetch may both land, and neither block is wasted).
+    spare: VecDeque<i64>,
     prefetching: bool,
     failed_at: Option<Instant>,
 }
@@ -114,7 +116,7 @@ impl ReservationIds {
             Ok(block) => {
                 let mut s = slot.state.lock().map_err(poisoned)?;
                 s.failed_at = None;
-                s.spare = Some(block);
+                s.spare.push_back(block);
             }
             Err(e) => {
                 slot.state.lock().map_err(poisoned)?.failed_at = Some(Instant::now());
@@ -130,7 +132,7 @@ impl ReservationIds {
     fn take(&self, slot: &Arc<Slot>, pg: &PgPool, concert_id: i64) -> Result<Option<i64>> {
         let mut s = slot.state.lock().map_err(poisoned)?;
         if s.next >= s.end {
-            let Some(block) = s.spare.take() else {
+            let Some(block) = s.spare.pop_front() else {
                 return Ok(None);
             };
             s.next = block << BLOCK_BITS;
@@ -138,7 +140,7 @@ impl ReservationIds {
         }
         let id = s.next;
         s.next += 1;
-        if s.end - s.next < BLOCK_SIZE / 2 && s.spare.is_none() && !s.prefetching {
+        if s.end - s.next < BLOCK_SIZE / 2 && s.spare.is_empty() && !s.prefetching {
             s.prefetching = true;
             let (slot, pg, known) = (slot.clone(), pg.clone(), self.concerts.clone());
             tokio::spawn(async move {
@@ -146,7 +148,7 @@ impl ReservationIds {
                 if let Ok(mut s) = slot.state.lock() {
                     s.prefetching = false;
                     match fetched {
-                        Ok(block) => s.spare = Some(block),
+                        Ok(block) => s.spare.push_back(block),
                         Err(e) => tracing::warn!(error = %e, "reservation id block not prefetched"),
                     }
                 }

@@ -227,10 +227,17 @@ async fn commit(
     claim: Option<&Claim>,
 ) -> Result<Paid> {
     let mut tx = app.pg.begin().await?;
+    // The transaction must end well inside the seat's claim (GRACE) and the
+    // SOLD catch-up's window: a stuck lock or statement is a 503, not a sale
+    // that lands after the seat was given up.
+    sqlx::raw_sql("SET LOCAL statement_timeout = '15s'; SET LOCAL lock_timeout = '10s'")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO reservation (id, user_id, seat_id, concert_schedule_id, seat_no, price,
                                   status, expires_at, confirmed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'CONFIRMED', to_timestamp($7 / 1000.0), now())",
+         VALUES ($1, $2, $3, $4, $5, $6, 'CONFIRMED', to_timestamp($7 / 1000.0),
+                 clock_timestamp())",
     )
     .bind(id)
     .bind(user_id)

@@ -32,7 +32,8 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 /// Added to the catch-up period for its window: longer than any payment's run
 /// (the request timeout is 30 s), with room for clock skew.
 const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
-/// How long a rebuild's nonce lives if its server dies.
+/// How long a rebuild's nonce lives if its server dies (a rebuild marks a
+/// million sales in well under a minute).
 const REBUILD_NONCE_TTL: i64 = 600;
 /// Sales per script call.
 const CHUNK: usize = 2500;
@@ -107,35 +108,42 @@ async fn redis_run_id(app: &AppState) -> Result<String> {
         .ok_or_else(|| Error::Internal("redis INFO has no run_id".into()))
 }
 
-/// A full rebuild; sets the marker when it ran to its end undisturbed.
+/// A full rebuild, by one server at a time (the nonce is taken with `NX`);
+/// sets the marker when it ran to its end undisturbed.
 async fn rebuild(app: &AppState, run_id: &str) -> Result<()> {
     use fred::interfaces::KeysInterface;
-    use fred::types::Expiration;
-    let client = app.redis.client();
+    use fred::types::{Expiration, SetOptions};
     let nonce = uuid::Uuid::new_v4().to_string();
-    let _: Option<String> = client
+    let taken: Option<String> = app
+        .redis
+        .client()
         .set(
             app.keys.sold_rebuilding(),
             nonce.as_str(),
             Some(Expiration::EX(REBUILD_NONCE_TTL)),
-            None,
+            Some(SetOptions::NX),
             false,
         )
         .await?;
-    let fresh = mark_sold(app, None).await?;
-    let still: Option<String> = client.get(app.keys.sold_rebuilding()).await?;
-    if still.as_deref() != Some(nonce.as_str()) {
-        // A flush meanwhile, or another server rebuilding: the next round looks again.
+    if taken.is_none() {
+        // Another server is rebuilding; the next round looks at the marker again.
         return Ok(());
     }
-    let _: Option<String> = client
-        .set(app.keys.sold_rebuilt(), run_id, None, None, false)
+    let fresh = mark_sold(app, None).await?;
+    let done: i64 = app
+        .redis
+        .run(
+            &app.redis.scripts.sold_rebuilt,
+            vec![app.keys.sold_rebuilding(), app.keys.sold_rebuilt()],
+            vec![nonce, run_id.to_owned()],
+        )
         .await?;
-    let _: i64 = client.del(app.keys.sold_rebuilding()).await?;
-    tracing::info!(
-        newly_marked = fresh,
-        "SOLD seats rebuilt in Redis from Postgres"
-    );
+    if done == 1 {
+        tracing::info!(
+            newly_marked = fresh,
+            "SOLD seats rebuilt in Redis from Postgres"
+        );
+    }
     Ok(())
 }
 

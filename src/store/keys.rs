@@ -49,13 +49,14 @@ impl Keys {
     /// Postgres. Gone (a restart without persistence, a flush) or naming another
     /// run (a restart from an older snapshot) means "rebuild them now".
     pub fn sold_rebuilt(&self) -> String {
-        format!("{}:sold:rebuilt", self.prefix)
+        format!("{}:{{sold}}:rebuilt", self.prefix)
     }
 
-    /// The nonce of a rebuild in progress: the marker is set only if it is still
-    /// there when the rebuild ends (no flush in between).
+    /// The nonce of a rebuild in progress (one server at a time): the marker is
+    /// set only if it is still there when the rebuild ends (no flush in
+    /// between). Same hash tag as the marker, so one script checks and sets.
     pub fn sold_rebuilding(&self) -> String {
-        format!("{}:sold:rebuilding", self.prefix)
+        format!("{}:{{sold}}:rebuilding", self.prefix)
     }
 
     /// The set of concerts whose queues the admission worker visits.

@@ -45,6 +45,7 @@ pub struct Scripts {
     pub pay_abort: Script,
     pub pay_finish: Script,
     pub sold_mark: Script,
+    pub sold_rebuilt: Script,
 }
 
 impl Scripts {
@@ -66,10 +67,11 @@ impl Scripts {
             pay_abort: with_lib!("pay_abort.lua"),
             pay_finish: with_lib!("pay_finish.lua"),
             sold_mark: with_lib!("sold_mark.lua"),
+            sold_rebuilt: Script::from_lua(include_str!("../../lua/sold_rebuilt.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 16] {
+    fn all(&self) -> [&Script; 17] {
         [
             &self.ready,
             &self.queue_join,
@@ -87,6 +89,7 @@ impl Scripts {
             &self.pay_abort,
             &self.pay_finish,
             &self.sold_mark,
+            &self.sold_rebuilt,
         ]
     }
 }
