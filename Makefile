@@ -9,13 +9,15 @@ BIN := target/release/boxoffice
 # `make conformance CONFORMANCE_CHECKS=gate,payment_flow` runs a subset; default: all.
 CONFORMANCE_CHECKS ?=
 
-.PHONY: help services run test lint conformance stop-services clean
+.PHONY: help services run test lint conformance bench spike stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
 	@echo "make test           start Redis/Postgres if needed, run every test"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
+	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
+	@echo "make spike          the spike check (SPIKE_USERS=100000 by default)"
 	@echo "make stop-services  stop the project-local Redis/Postgres"
 
 services:
@@ -35,6 +37,12 @@ lint:
 
 conformance: services
 	@$(ENV); ../shared/conformance/run.sh $(CONFORMANCE_CHECKS)
+
+bench: services
+	@loadtest/compare.sh
+
+spike: services
+	@loadtest/spike.sh $(SPIKE_USERS)
 
 stop-services:
 	@scripts/services.sh stop

@@ -10,13 +10,15 @@
 -- returns  {verdict, expires ms, lapsed holds tidied}
 --          verdict: 'ok' | 'taken' | 'limit' | a gate verdict
 local now = now_ms()
+-- The seat index as a canonical integer (a caller may pad it with zeros).
+local idx = tostring(tonumber(ARGV[2]))
 local g = gate(KEYS[1], ARGV[1], now)
 if g ~= 'ok' then
   return {g, 0, 0}
 end
 -- Holds that lapsed: their keys are gone already; tidy the index and bitmap.
 local lapsed = tidy_lapsed(KEYS[3], KEYS[7], now, 100)
-if redis.call('GETBIT', KEYS[2], ARGV[2]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
+if redis.call('GETBIT', KEYS[2], idx) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
   return {'taken', 0, lapsed}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. now)
@@ -27,11 +29,11 @@ local expires = now + tonumber(ARGV[4])
 if not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PXAT', expires) then
   return {'taken', 0, lapsed}
 end
-redis.call('ZADD', KEYS[3], expires, ARGV[2])
-redis.call('SETBIT', KEYS[7], ARGV[2], 1)
+redis.call('ZADD', KEYS[3], expires, idx)
+redis.call('SETBIT', KEYS[7], idx, 1)
 redis.call('ZADD', KEYS[5], expires, ARGV[3])
 redis.call('PEXPIREAT', KEYS[5], expires)
-redis.call('HSET', KEYS[6], 'u', ARGV[1], 'sc', ARGV[7], 'i', ARGV[2], 'n', ARGV[8],
+redis.call('HSET', KEYS[6], 'u', ARGV[1], 'sc', ARGV[7], 'i', idx, 'n', ARGV[8],
   'd', ARGV[9], 'p', ARGV[10], 'e', expires, 'st', 'P')
 redis.call('PEXPIREAT', KEYS[6], expires + tonumber(ARGV[6]))
 return {'ok', expires, lapsed}

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The comparison runner (`make bench`): in one run, on this machine, with the
+# same connection count everywhere, it measures
+#   - the physical limit: redis-benchmark running boxoffice's own hold script by
+#     EVALSHA (lua/lib.lua + lua/hold.lua, exactly as the service loads it), ZADD, GET;
+#   - the peer: a `SELECT … FOR UPDATE` seat hold in Postgres, driven by pgbench;
+#   - boxoffice over HTTP (release build, wrk): hold, join, poll, seat map;
+# prints one table with DESIGN.md's ratios and writes it to loadtest/RESULTS.md.
+#
+#   loadtest/compare.sh            BENCH_CONNECTIONS=50 BENCH_SECONDS=10 by default
+#
+# Needs what `make run` sets up (scripts/services.sh: Redis, Postgres) plus wrk,
+# redis-benchmark and pgbench (installed with apt-get when missing). Everything
+# it creates (databases bo_bench_*, Redis keys bench-*) is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+CONNS=${BENCH_CONNECTIONS:-50}
+SECS=${BENCH_SECONDS:-10}
+SECRET=bench-secret-0123456789abcdef
+ADMIN=bench-admin
+tag="bench-$$"
+work=$(mktemp -d)
+pids=()
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+need() { # need <binary> <apt package>
+  command -v "$1" >/dev/null && return
+  say "installing $2"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+scripts/services.sh >&2
+# shellcheck disable=SC1091
+source .dev/env
+need wrk wrk
+need redis-benchmark redis-tools
+need pgbench postgresql-contrib
+export PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"
+
+rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+psql_q() { psql "$PG_BASE/$1" -qtAX -v ON_ERROR_STOP=1 -c "$2"; }
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for db in bo_bench_fast bo_bench_slow bo_bench_peer; do
+    psql_q postgres "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  done
+  rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "building (release)"
+cargo build --release --locked --quiet
+(cd loadtest && cargo build --release --locked --quiet)
+LOAD=loadtest/target/release/boxoffice-load
+
+start_server() { # start_server <name> <port> [VAR=value ...]
+  local name=$1 port=$2; shift 2
+  psql_q postgres "DROP DATABASE IF EXISTS bo_bench_$name" >/dev/null 2>&1
+  env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$PG_BASE/bo_bench_$name" \
+      REDIS_URL="$REDIS_URL" REDIS_PREFIX="$tag-$name" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" \
+      RUST_LOG=warn "$@" target/release/boxoffice serve >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  cat "$work/$name.log" >&2; echo "server $name did not start" >&2; exit 1
+}
+
+stop_servers() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+# --- result rows: name | req/s | p50 ms | p99 ms | note ---------------------
+rows="$work/rows"
+: >"$rows"
+row() { printf '%s|%s|%s|%s|%s\n' "$@" >>"$rows"; }
+
+redis_bench() { # redis_bench <label> <requests> <args...>
+  local label=$1 n=$2; shift 2
+  local out; out=$(redis-benchmark -u "$REDIS_URL" -c "$CONNS" -n "$n" --precision 3 "$@" 2>/dev/null | tr '\r' '\n')
+  local rps p50 p99
+  rps=$(awk '/throughput summary/ {print $3}' <<<"$out" | tail -1)
+  read -r p50 p99 < <(awk '/latency summary/ {getline; getline; print $3, $5}' <<<"$out" | tail -1) || true
+  row "$label" "$rps" "$p50" "$p99" "redis-benchmark -c $CONNS -n $n"
+}
+
+wrk_bench() { # wrk_bench <label> <script> <url> [note]
+  # A 1 s warm-up first (catalog loads, id blocks, connections), not counted.
+  WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
+    wrk -t1 -c"$CONNS" -d1s -s "loadtest/wrk/$2" "$3" >/dev/null 2>&1
+  local out; out=$(WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
+    wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "loadtest/wrk/$2" "$3" 2>&1)
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  row "$1" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "wrk -t1 -c$CONNS -d${SECS}s${4:+; $4}${non2xx:+; non-2xx $non2xx}"
+}
+
+to_ms() { # wrk prints 1.23ms, 456.78us or 1.02s
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+# --- the physical limit: Redis itself ----------------------------------------
+say "redis-benchmark: GET, ZADD, EVALSHA of lua/hold.lua"
+rcli set "$tag-raw:key" value >/dev/null
+redis_bench "raw GET" $((SECS * 70000)) GET "$tag-raw:key"
+redis_bench "raw ZADD" $((SECS * 70000)) -r 100000000 ZADD "$tag-raw:z" __rand_int__ __rand_int__
+hold_sha=$(cat lua/lib.lua lua/hold.lua | rcli -x SCRIPT LOAD)
+# An ACTIVE queue token for user 1, far in the future; random seats of 100 000.
+rcli hset "$tag-raw:{c:1}:tok:t" u 1 s A e 99999999999999 >/dev/null
+redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sha" 7 \
+  "$tag-raw:{c:1}:tok:t" "$tag-raw:{c:1}:s:1:sold" "$tag-raw:{c:1}:s:1:held" \
+  "$tag-raw:{c:1}:s:1:h:__rand_int__" "$tag-raw:{c:1}:uh:1" "$tag-raw:{c:1}:r:__rand_int__" \
+  "$tag-raw:{c:1}:s:1:heldbits" \
+  1 __rand_int__ __rand_int__ 600000 100000000 90000000 1 1 1 1000
+
+# --- the peer: a Postgres row-lock hold, pgbench -------------------------------
+say "pgbench: SELECT … FOR UPDATE seat hold"
+psql_q postgres "DROP DATABASE IF EXISTS bo_bench_peer" >/dev/null 2>&1
+psql_q postgres "CREATE DATABASE bo_bench_peer" >/dev/null
+psql_q bo_bench_peer "CREATE TABLE seat (id int PRIMARY KEY, status text NOT NULL DEFAULT 'AVAILABLE',
+                       user_id bigint, held_until timestamptz);
+                     INSERT INTO seat (id) SELECT generate_series(1, 100000)" >/dev/null
+psql_q bo_bench_peer "VACUUM ANALYZE seat" >/dev/null
+cat >"$work/peer_hold.sql" <<'SQL'
+\set seat random(1, 100000)
+\set user random(1, 1000000)
+BEGIN;
+SELECT status, held_until FROM seat WHERE id = :seat FOR UPDATE;
+UPDATE seat SET status = 'HELD', user_id = :user, held_until = now() + interval '5 minutes'
+ WHERE id = :seat AND (status = 'AVAILABLE' OR held_until < now());
+COMMIT;
+SQL
+(cd "$work" && pgbench -n -c "$CONNS" -j 2 -T "$SECS" -f peer_hold.sql --log --log-prefix=peer \
+   "$PG_BASE/bo_bench_peer" >"$work/pgbench.out" 2>&1)
+tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench.out")
+read -r p50 p99 < <(cat "$work"/peer.* | awk '{print $3 / 1000}' | sort -n |
+  awk '{a[NR] = $1} END {printf "%.3f %.3f\n", a[int(NR * 0.5)], a[int(NR * 0.99)]}')
+row "peer: pgbench row-lock hold" "$tps" "$p50" "$p99" "pgbench -c $CONNS -j 2 -T $SECS"
+
+# --- boxoffice over HTTP -------------------------------------------------------
+say "boxoffice: hold and seat map (fans admitted at once)"
+start_server fast 18081 ADMISSION_RATE=100000 MAX_ACTIVE=0 MAX_HOLDS_PER_USER=1000 \
+  HOLD_TTL_SECS=3600 ACTIVE_TTL_SECS=3600
+BO_HOST=http://127.0.0.1:18081 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN $LOAD prepare "$work" booking
+# shellcheck disable=SC1091
+source "$work/booking.env"
+export HOLD_SCHEDULE MAP_SCHEDULE
+wrk_bench "boxoffice POST /reservations (hold)" hold.lua http://127.0.0.1:18081 "random seats of 100 000; 409s once taken"
+wrk_bench "boxoffice GET /schedules/{id}/seats (50 000 seats)" map.lua http://127.0.0.1:18081 "3.4 MB of JSON each"
+map_server_ms=$(curl -s http://127.0.0.1:18081/metrics | awk '
+  /^http_request_duration_seconds_sum\{route="\/schedules\/\{schedule_id\}\/seats"/ {s = $2}
+  /^http_request_duration_seconds_count\{route="\/schedules\/\{schedule_id\}\/seats"/ {c = $2}
+  END {if (c > 0) printf "%.2f", s / c * 1000}')
+stop_servers
+
+say "boxoffice: join and poll (a queue that admits nobody)"
+start_server slow 18082 ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=3600
+BO_HOST=http://127.0.0.1:18082 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDENTITIES=$((SECS * 45000)) \
+  $LOAD prepare "$work" waiting
+# shellcheck disable=SC1091
+source "$work/waiting.env"
+export WAITING_CONCERT
+wrk_bench "boxoffice POST /queue/tokens (join)" join.lua http://127.0.0.1:18082 "a new fan each request"
+wrk_bench "boxoffice GET /queue/tokens/{t} (poll)" poll.lua http://127.0.0.1:18082 "5 000 WAITING fans"
+stop_servers
+
+# --- the table -------------------------------------------------------------------
+val() { awk -F'|' -v k="$1" '$1 == k {print $2}' "$rows"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+hold=$(val "boxoffice POST /reservations (hold)")
+r_hold_eval=$(ratio "$hold" "$(val "raw EVALSHA hold.lua")")
+r_hold_pg=$(ratio "$hold" "$(val "peer: pgbench row-lock hold")")
+r_join=$(ratio "$(val "boxoffice POST /queue/tokens (join)")" "$(val "raw ZADD")")
+r_poll=$(ratio "$(val "boxoffice GET /queue/tokens/{t} (poll)")" "$(val "raw GET")")
+hold_p99=$(awk -F'|' '$1 == "boxoffice POST /reservations (hold)" {print $4}' "$rows")
+
+{
+  echo "## Run of $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(uname -sr); \
+$(redis-server --version 2>/dev/null | awk '{print "Redis", $3}' | tr -d 'v='), \
+$(psql "$PG_BASE/postgres" -tAXc 'SHOW server_version' | awk '{print "Postgres", $1}') \
+(fsync=$(psql "$PG_BASE/postgres" -tAXc 'SHOW fsync')). Load generators on the same machine; \
+$CONNS connections everywhere; boxoffice release build, one process."
+  echo
+  echo "| what | req/s | p50 ms | p99 ms | how |"
+  echo "|---|---:|---:|---:|---|"
+  awk -F'|' '{printf "| %s | %.0f | %s | %s | %s |\n", $1, $2, $3, $4, $5}' "$rows"
+  echo
+  echo "| DESIGN.md target | measured | floor | aim |"
+  echo "|---|---:|---:|---:|"
+  echo "| hold vs raw EVALSHA | $r_hold_eval × | ≥ 0.5 × | ≥ 0.8 × |"
+  echo "| hold vs pgbench row lock | $r_hold_pg × | ≥ 5 × | ≥ 10 × |"
+  echo "| hold p99 | $hold_p99 ms | < 10 ms | |"
+  echo "| join vs raw ZADD | $r_join × | ≥ 0.5 × | ≥ 0.8 × |"
+  echo "| poll vs raw GET | $r_poll × | ≥ 0.6 × | ≥ 0.7 × |"
+  echo "| seat map, 50 000 seats, server time (mean) | ${map_server_ms:-n/a} ms | ≤ 20 ms | ≤ 5 ms |"
+} >"$work/table.md"
+
+cat "$work/table.md"
+{
+  sed -n '1,/^<!-- runs -->/p' loadtest/RESULTS.md 2>/dev/null || true
+  echo
+  cat "$work/table.md"
+} >"$work/results.md"
+grep -q '^<!-- runs -->' "$work/results.md" || { echo '# Results'; echo; echo '<!-- runs -->'; echo; cat "$work/table.md"; } >"$work/results.md"
+cp "$work/results.md" loadtest/RESULTS.md
+say "written to loadtest/RESULTS.md"

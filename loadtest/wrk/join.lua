@@ -1,0 +1,14 @@
+-- POST /queue/tokens: every request a new fan (a fresh identity from jwts.txt).
+local jwts, i, body
+function init(args)
+  jwts = {}
+  for line in io.lines(os.getenv("BENCH_DATA") .. "/jwts.txt") do jwts[#jwts + 1] = line end
+  -- Each wrk thread starts at its own place in the list.
+  i = (tonumber(args[1]) or 0) * 100000
+  body = '{"concert_id":' .. os.getenv("WAITING_CONCERT") .. '}'
+end
+function request()
+  i = i % #jwts + 1
+  return wrk.format("POST", "/queue/tokens",
+    {["authorization"] = jwts[i], ["content-type"] = "application/json"}, body)
+end
