@@ -9,7 +9,7 @@ BIN := target/release/boxoffice
 # `make conformance CONFORMANCE_CHECKS=gate,payment_flow` runs a subset; default: all.
 CONFORMANCE_CHECKS ?=
 
-.PHONY: help services run test lint conformance bench spike stop-services clean
+.PHONY: help services run test lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
@@ -18,6 +18,7 @@ help:
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
 	@echo "make spike          the spike check (SPIKE_USERS=100000 by default)"
+	@echo "make scale          Redis memory and latency with 1 000 000 waiting (SCALE_WAITING)"
 	@echo "make stop-services  stop the project-local Redis/Postgres"
 
 services:
@@ -43,6 +44,9 @@ bench: services
 
 spike: services
 	@loadtest/spike.sh $(SPIKE_USERS)
+
+scale: services
+	@loadtest/scale.sh $(SCALE_WAITING)
 
 stop-services:
 	@scripts/services.sh stop

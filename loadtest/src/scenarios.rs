@@ -23,6 +23,7 @@ static RESULTS: Mutex<Option<std::fs::File>> = Mutex::new(None);
 static PAID: AtomicU64 = AtomicU64::new(0);
 static SOLD_OUT: AtomicU64 = AtomicU64::new(0);
 static GAVE_UP: AtomicU64 = AtomicU64::new(0);
+static LOST_RACES: AtomicU64 = AtomicU64::new(0);
 static SERVER_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 fn target() -> Target {
@@ -206,6 +207,7 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
     let t = target();
     call(user, GooseMethod::Get, &format!("/concerts/{}/schedules", t.concert), "schedules", &h, None).await?;
     let mut paid = false;
+    let mut sold_out = false;
     for _ in 0..3 {
         let path = format!("/schedules/{}/seats?status=AVAILABLE", t.schedule);
         let (_, map) = call(user, GooseMethod::Get, &path, "seat map (available)", &h, None).await?;
@@ -215,6 +217,7 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
             .unwrap_or_default();
         if free.is_empty() {
             SOLD_OUT.fetch_add(1, Ordering::Relaxed);
+            sold_out = true;
             break;
         }
         let seat_no = free[fastrand::usize(..free.len())];
@@ -238,6 +241,9 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
             }
         }
         break;
+    }
+    if !paid && !sold_out {
+        LOST_RACES.fetch_add(1, Ordering::Relaxed);
     }
     if !paid {
         // Give the slot back to the next fan.
@@ -309,9 +315,10 @@ pub async fn run() -> Result<(), String> {
     }
     if TARGET.get().is_some() {
         println!(
-            "journeys: paid {} sold-out {} gave-up {}; 5xx answers: {}",
+            "journeys: paid {} sold-out {} lost-races {} gave-up {}; 5xx answers: {}",
             PAID.load(Ordering::Relaxed),
             SOLD_OUT.load(Ordering::Relaxed),
+            LOST_RACES.load(Ordering::Relaxed),
             GAVE_UP.load(Ordering::Relaxed),
             SERVER_ERRORS.load(Ordering::Relaxed)
         );

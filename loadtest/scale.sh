@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Scale figures (`make scale`): Redis memory per WAITING token at 1 000 000
+# waiting, and join/poll latency with 5 000 vs 1 000 000 waiting, all through
+# the service (real joins over HTTP, real tokens), appended to RESULTS.md.
+#
+#   loadtest/scale.sh [WAITING]        1 000 000 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+TARGET=${1:-1000000}
+CONNS=${BENCH_CONNECTIONS:-50}
+SECRET=scale-secret-0123456789abcdef
+ADMIN=scale-admin
+tag="scale-$$"
+db=bo_scale
+work=$(mktemp -d)
+server=""
+
+scripts/services.sh >&2
+# shellcheck disable=SC1091
+source .dev/env
+rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+command -v wrk >/dev/null || { echo "scale: wrk is needed (loadtest/compare.sh installs it)" >&2; exit 2; }
+
+cargo build --release --locked --quiet
+(cd loadtest && cargo build --release --locked --quiet)
+psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+# Nobody is admitted, nobody idles out: the queue only grows.
+HTTP_ADDR=127.0.0.1:18084 DATABASE_URL=$PG_BASE/$db REDIS_URL=$REDIS_URL REDIS_PREFIX=$tag \
+  AUTH_SECRET=$SECRET ADMIN_KEY=$ADMIN ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=86400 RUST_LOG=warn \
+  target/release/boxoffice serve >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do curl -fs http://127.0.0.1:18084/ready >/dev/null 2>&1 && break; sleep 0.2; done
+
+BO_HOST=http://127.0.0.1:18084 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDENTITIES=$((TARGET + 300000)) \
+  loadtest/target/release/boxoffice-load prepare "$work" waiting
+# shellcheck disable=SC1091
+source "$work/waiting.env"
+export WAITING_CONCERT
+waiting() { rcli ZCARD "$tag:{c:$WAITING_CONCERT}:waiting"; }
+mem() { rcli INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
+
+run() { # run <script> <seconds>: prints "req/s p50 p99"
+  WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" wrk -t1 -c"$CONNS" -d"$2s" --latency \
+    -s "loadtest/wrk/$1" http://127.0.0.1:18084 2>&1 |
+    awk '/Requests\/sec/ {r = $2} $1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2} END {print r, p50, p99}'
+}
+
+small=$(waiting)
+poll_small=$(run poll.lua 5)
+join_small=$(run join.lua 3)
+before=$(waiting); mem_before=$(mem)
+# Fill to TARGET with real joins (each a new fan).
+while [ "$(waiting)" -lt "$TARGET" ]; do run join.lua 10 >/dev/null; done
+after=$(waiting); mem_after=$(mem)
+poll_big=$(run poll.lua 5)
+join_big=$(run join.lua 3)
+per_token=$(( (mem_after - mem_before) / (after - before) ))
+
+table=$(cat <<EOF
+### Scale: one queue of $after WAITING tokens ($(date -u +%Y-%m-%dT%H:%M:%SZ))
+
+Redis used_memory grew $(( (mem_after - mem_before) / 1048576 )) MiB for $(( after - before )) joins:
+**$per_token bytes per WAITING token** (DESIGN.md: ≤ 200 MB at 1 000 000, i.e. ≤ 200 B each).
+
+| wrk -t1 -c$CONNS | waiting | req/s | p50 | p99 |
+|---|---:|---:|---:|---:|
+| poll | $small | $(awk '{print $1" | "$2" | "$3}' <<<"$poll_small") |
+| join | $before | $(awk '{print $1" | "$2" | "$3}' <<<"$join_small") |
+| poll | $after | $(awk '{print $1" | "$2" | "$3}' <<<"$poll_big") |
+| join | $after | $(awk '{print $1" | "$2" | "$3}' <<<"$join_big") |
+EOF
+)
+echo "$table"
+printf '\n%s\n' "$table" >>loadtest/RESULTS.md

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The spike check (`make spike`): USERS fans (default 100 000; scale it down on a
+# small machine) run the whole journey against a schedule with five times fewer
+# seats than fans: create user, charge, join, poll until ACTIVE, browse, hold,
+# pay. Then, from Postgres and Redis:
+#   - no seat was sold twice;
+#   - every payment answered 201 is in Postgres once, CONFIRMED, and there is
+#     no sale that was not answered 201;
+#   - the ledger balances for every user (balance = charges - uses);
+#   - Redis shows exactly the sold seats as SOLD;
+#   - no request got a 5xx.
+#
+#   loadtest/spike.sh [USERS]          SPIKE_GOOSE_USERS=500 concurrent fans by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+USERS=${1:-100000}
+GOOSE_USERS=${SPIKE_GOOSE_USERS:-500}
+(( GOOSE_USERS > USERS )) && GOOSE_USERS=$USERS
+SEATS=$(( USERS / 5 > 0 ? USERS / 5 : 1 ))
+PORT=18083
+SECRET=spike-secret-0123456789abcdef
+ADMIN=spike-admin
+tag="spike-$$"
+db=bo_spike
+work=$(mktemp -d)
+server=""
+
+scripts/services.sh >&2
+# shellcheck disable=SC1091
+source .dev/env
+rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+q() { psql "$PG_BASE/$db" -qtAX -v ON_ERROR_STOP=1 -c "$1"; }
+
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --release --locked --quiet
+(cd loadtest && cargo build --release --locked --quiet)
+
+psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+HTTP_ADDR=127.0.0.1:$PORT DATABASE_URL=$PG_BASE/$db REDIS_URL=$REDIS_URL REDIS_PREFIX=$tag \
+  AUTH_SECRET=$SECRET ADMIN_KEY=$ADMIN ADMISSION_RATE=2000 MAX_ACTIVE=1000 \
+  ACTIVE_TTL_SECS=300 HOLD_TTL_SECS=120 WAITING_IDLE_SECS=600 RUST_LOG=warn \
+  target/release/boxoffice serve >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+
+host=http://127.0.0.1:$PORT
+concert=$(curl -fs -X POST "$host/admin/concerts" -H "x-admin-key: $ADMIN" -d '{"title": "Spike"}' | sed -E 's/.*"id":([0-9]+).*/\1/')
+schedule=$(curl -fs -X POST "$host/admin/concerts/$concert/schedules" -H "x-admin-key: $ADMIN" \
+  -d "{\"start_at\": \"2027-06-01T19:00:00Z\", \"seat_count\": $SEATS, \"price\": 1000}" | sed -E 's/.*"id":([0-9]+).*/\1/')
+echo "spike: $USERS fans ($GOOSE_USERS at a time), $SEATS seats, concert $concert schedule $schedule" >&2
+
+started=$(date +%s)
+BO_CONCERT=$concert BO_SCHEDULE=$schedule BO_SEATS=$SEATS BO_PRICE=1000 BO_RESULTS="$work/paid.txt" \
+BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN \
+  loadtest/target/release/boxoffice-load --host "$host" --scenarios journey \
+    -u "$GOOSE_USERS" -r "$GOOSE_USERS" --iterations $(( (USERS + GOOSE_USERS - 1) / GOOSE_USERS )) \
+    --report-file "$work/spike-report.md" >"$work/goose.out" 2>"$work/goose.err" || {
+      tail -20 "$work/goose.err" >&2; echo "spike: the load run failed" >&2; exit 1; }
+elapsed=$(( $(date +%s) - started ))
+summary=$(grep '^journeys:' "$work/goose.out" | tail -1)
+echo "spike: $summary (${elapsed}s)" >&2
+
+fail=0
+checks="$work/checks"
+check() { # check <description> <ok?>
+  local line
+  if [ "$2" = yes ]; then line="PASS  $1"; else line="FAIL  $1"; fail=1; fi
+  echo "$line" | tee -a "$checks"
+}
+paid=$(wc -l <"$work/paid.txt")
+q "CREATE TABLE spike_paid (payment_id bigint, reservation_id bigint, user_id bigint)"
+psql "$PG_BASE/$db" -qtAX -v ON_ERROR_STOP=1 -c "\\copy spike_paid FROM '$work/paid.txt' WITH (DELIMITER ' ')"
+twice=$(q "SELECT count(*) FROM (SELECT seat_id FROM reservation WHERE status = 'CONFIRMED'
+                                  GROUP BY seat_id HAVING count(*) > 1) t")
+confirmed=$(q "SELECT count(*) FROM reservation WHERE status = 'CONFIRMED'")
+matched=$(q "SELECT count(DISTINCT p.payment_id) FROM spike_paid p
+               JOIN payment y ON y.id = p.payment_id AND y.reservation_id = p.reservation_id
+                             AND y.user_id = p.user_id
+               JOIN reservation r ON r.id = y.reservation_id AND r.status = 'CONFIRMED'")
+unbalanced=$(q "SELECT count(*) FROM balance b WHERE b.amount <> (
+                  SELECT COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)
+                    FROM balance_history h WHERE h.user_id = b.user_id)")
+negative=$(q "SELECT count(*) FROM balance WHERE amount < 0")
+sold_bits=$(rcli BITCOUNT "$tag:{c:$concert}:s:$schedule:sold")
+server_errors=$(sed -E 's/.*5xx answers: ([0-9]+).*/\1/' <<<"$summary")
+
+check "no seat sold twice ($twice seats with two sales)" "$([ "$twice" = 0 ] && echo yes || echo no)"
+check "every 201 payment is in Postgres once, CONFIRMED ($matched of $paid)" \
+  "$([ "$matched" = "$paid" ] && [ "$(sort -u "$work/paid.txt" | wc -l)" = "$paid" ] && echo yes || echo no)"
+check "no sale without a 201 ($confirmed CONFIRMED, $paid answered 201)" "$([ "$confirmed" = "$paid" ] && echo yes || echo no)"
+check "seats sold ≤ seats ($confirmed ≤ $SEATS)" "$([ "$confirmed" -le "$SEATS" ] && echo yes || echo no)"
+check "ledger balances for every user ($unbalanced off, $negative negative)" \
+  "$([ "$unbalanced" = 0 ] && [ "$negative" = 0 ] && echo yes || echo no)"
+check "Redis shows exactly the sold seats SOLD ($sold_bits bits, $confirmed sales)" "$([ "$sold_bits" = "$confirmed" ] && echo yes || echo no)"
+check "no 5xx ($server_errors)" "$([ "$server_errors" = 0 ] && echo yes || echo no)"
+
+mkdir -p loadtest/reports
+cp "$work/spike-report.md" "loadtest/reports/spike-$USERS.md" 2>/dev/null || true
+{
+  echo
+  echo "### Spike check: $USERS fans, $SEATS seats ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  echo
+  echo "$GOOSE_USERS fans at a time, ADMISSION_RATE=2000, MAX_ACTIVE=1000; ${elapsed} s;"
+  echo "$summary. goose's report: \`reports/spike-$USERS.md\`."
+  echo
+  sed 's/^/    /' "$checks"
+} >>loadtest/RESULTS.md
+exit $fail
