@@ -8,6 +8,7 @@
 # prints one table with DESIGN.md's ratios and writes it to loadtest/RESULTS.md.
 #
 #   loadtest/compare.sh            BENCH_CONNECTIONS=50 BENCH_SECONDS=10 by default
+#   BENCH_SERVER_WORKERS=1 loadtest/compare.sh     boxoffice with one tokio worker thread
 #
 # Needs what `make run` sets up (scripts/services.sh: Redis, Postgres) plus wrk,
 # redis-benchmark and pgbench (installed with apt-get when missing). Everything
@@ -64,7 +65,8 @@ start_server() { # start_server <name> <port> [VAR=value ...]
   psql_q postgres "DROP DATABASE IF EXISTS bo_bench_$name" >/dev/null 2>&1
   env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$PG_BASE/bo_bench_$name" \
       REDIS_URL="$REDIS_URL" REDIS_PREFIX="$tag-$name" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" \
-      RUST_LOG=warn "$@" target/release/boxoffice serve >"$work/$name.log" 2>&1 &
+      RUST_LOG=warn ${BENCH_SERVER_WORKERS:+TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS} "$@" \
+      target/release/boxoffice serve >"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && return
@@ -194,7 +196,8 @@ $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(uname
 $(redis-server --version 2>/dev/null | awk '{print "Redis", $3}' | tr -d 'v='), \
 $(psql "$PG_BASE/postgres" -tAXc 'SHOW server_version' | awk '{print "Postgres", $1}') \
 (fsync=$(psql "$PG_BASE/postgres" -tAXc 'SHOW fsync')). Load generators on the same machine; \
-$CONNS connections everywhere; boxoffice release build, one process."
+$CONNS connections everywhere; boxoffice release build, one process\
+${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
   echo
   echo "| what | req/s | p50 ms | p99 ms | how |"
   echo "|---|---:|---:|---:|---|"

@@ -49,11 +49,12 @@ waiting() { rcli ZCARD "$tag:{c:$WAITING_CONCERT}:waiting"; }
 mem() { rcli INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
 
 run() { # run <script> <seconds>: prints "req/s p50 p99"
-  WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" wrk -t1 -c"$CONNS" -d"$2s" --latency \
+  JOIN_OFFSET=$(( $(waiting) - small )) WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" wrk -t1 -c"$CONNS" -d"$2s" --latency \
     -s "loadtest/wrk/$1" http://127.0.0.1:18084 2>&1 |
     awk '/Requests\/sec/ {r = $2} $1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2} END {print r, p50, p99}'
 }
 
+small=0
 small=$(waiting)
 poll_small=$(run poll.lua 5)
 join_small=$(run join.lua 3)
@@ -74,7 +75,7 @@ Redis used_memory grew $(( (mem_after - mem_before) / 1048576 )) MiB for $(( aft
 | wrk -t1 -c$CONNS | waiting | req/s | p50 | p99 |
 |---|---:|---:|---:|---:|
 | poll | $small | $(awk '{print $1" | "$2" | "$3}' <<<"$poll_small") |
-| join | $before | $(awk '{print $1" | "$2" | "$3}' <<<"$join_small") |
+| join | $small → $before | $(awk '{print $1" | "$2" | "$3}' <<<"$join_small") |
 | poll | $after | $(awk '{print $1" | "$2" | "$3}' <<<"$poll_big") |
 | join | $after | $(awk '{print $1" | "$2" | "$3}' <<<"$join_big") |
 EOF

@@ -3,8 +3,8 @@ local jwts, i, body
 function init(args)
   jwts = {}
   for line in io.lines(os.getenv("BENCH_DATA") .. "/jwts.txt") do jwts[#jwts + 1] = line end
-  -- Each wrk thread starts at its own place in the list.
-  i = (tonumber(args[1]) or 0) * 100000
+  -- Where this run starts in the list (JOIN_OFFSET: identities used before).
+  i = tonumber(os.getenv("JOIN_OFFSET") or "0")
   body = '{"concert_id":' .. os.getenv("WAITING_CONCERT") .. '}'
 end
 function request()
