@@ -45,9 +45,10 @@ rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
 psql_q() { psql "$PG_BASE/$1" -qtAX -v ON_ERROR_STOP=1 -c "$2"; }
 
 cleanup() {
+  declare -F stop_peer >/dev/null && stop_peer
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for db in bo_bench_fast bo_bench_slow bo_bench_peer; do
+  for db in bo_bench_fast bo_bench_slow; do
     psql_q postgres "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   done
   rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
@@ -128,13 +129,37 @@ redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sh
   1 __rand_int__ __rand_int__ 600000 100000000 90000000 1 1 1 1000
 
 # --- the peer: a Postgres row-lock hold, pgbench -------------------------------
+# The project's local Postgres runs fsync=off (a development server); a peer on
+# it would commit without a disk flush, unlike any real deployment. So the peer
+# gets a private, durable cluster (fsync and synchronous_commit on, defaults
+# otherwise) unless BENCH_PEER=shared.
 say "pgbench: SELECT … FOR UPDATE seat hold"
-psql_q postgres "DROP DATABASE IF EXISTS bo_bench_peer" >/dev/null 2>&1
-psql_q postgres "CREATE DATABASE bo_bench_peer" >/dev/null
-psql_q bo_bench_peer "CREATE TABLE seat (id int PRIMARY KEY, status text NOT NULL DEFAULT 'AVAILABLE',
-                       user_id bigint, held_until timestamptz);
-                     INSERT INTO seat (id) SELECT generate_series(1, 100000)" >/dev/null
-psql_q bo_bench_peer "VACUUM ANALYZE seat" >/dev/null
+peer_url="$PG_BASE"
+peer_dir=""
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "${BENCH_PEER:-durable}" = durable ]; then
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  peer_dir=$(mktemp -d /var/tmp/boxoffice-peer.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres: "$peer_dir"
+  as_pg "$pgbin/initdb" -D "$peer_dir/data" -U postgres --auth=trust --locale=C >/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -l "$peer_dir/log" -w -o \
+    "-c port=55499 -c listen_addresses=127.0.0.1 -c unix_socket_directories=$peer_dir \
+     -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" start >/dev/null
+  peer_url="postgres://postgres@127.0.0.1:55499"
+fi
+stop_peer() {
+  if [ -n "$peer_dir" ]; then
+    as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$peer_dir"; peer_dir=""
+  fi
+}
+psql "$peer_url/postgres" -qtAX -c "DROP DATABASE IF EXISTS bo_bench_peer" >/dev/null 2>&1
+psql "$peer_url/postgres" -qtAX -c "CREATE DATABASE bo_bench_peer" >/dev/null
+psql "$peer_url/bo_bench_peer" -qtAX -v ON_ERROR_STOP=1 -c "CREATE TABLE seat (id int PRIMARY KEY,
+    status text NOT NULL DEFAULT 'AVAILABLE', user_id bigint, held_until timestamptz);
+  INSERT INTO seat (id) SELECT generate_series(1, 100000)" >/dev/null
+psql "$peer_url/bo_bench_peer" -qtAX -c "VACUUM ANALYZE seat" >/dev/null
+peer_fsync=$(psql "$peer_url/postgres" -tAXc 'SHOW fsync')
 cat >"$work/peer_hold.sql" <<'SQL'
 \set seat random(1, 100000)
 \set user random(1, 1000000)
@@ -145,11 +170,13 @@ UPDATE seat SET status = 'HELD', user_id = :user, held_until = now() + interval 
 COMMIT;
 SQL
 (cd "$work" && pgbench -n -c "$CONNS" -j 2 -T "$SECS" -f peer_hold.sql --log --log-prefix=peer \
-   "$PG_BASE/bo_bench_peer" >"$work/pgbench.out" 2>&1)
+   "$peer_url/bo_bench_peer" >"$work/pgbench.out" 2>&1)
+psql "$peer_url/postgres" -qtAX -c "DROP DATABASE IF EXISTS bo_bench_peer" >/dev/null 2>&1 || true
+stop_peer
 tps=$(awk '/^tps/ {print $3; exit}' "$work/pgbench.out")
 read -r p50 p99 < <(cat "$work"/peer.* | awk '{print $3 / 1000}' | sort -n |
   awk '{a[NR] = $1} END {printf "%.3f %.3f\n", a[int(NR * 0.5)], a[int(NR * 0.99)]}')
-row "peer: pgbench row-lock hold" "$tps" "$p50" "$p99" "pgbench -c $CONNS -j 2 -T $SECS"
+row "peer: pgbench row-lock hold" "$tps" "$p50" "$p99" "pgbench -c $CONNS -j 2 -T $SECS; fsync=$peer_fsync"
 
 # --- boxoffice over HTTP -------------------------------------------------------
 say "boxoffice: hold and seat map (fans admitted at once)"
@@ -195,7 +222,7 @@ hold_p99=$(awk -F'|' '$1 == "boxoffice POST /reservations (hold)" {print $4}' "$
 $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(uname -sr); \
 $(redis-server --version 2>/dev/null | awk '{print "Redis", $3}' | tr -d 'v='), \
 $(psql "$PG_BASE/postgres" -tAXc 'SHOW server_version' | awk '{print "Postgres", $1}') \
-(fsync=$(psql "$PG_BASE/postgres" -tAXc 'SHOW fsync')). Load generators on the same machine; \
+(boxoffice's: fsync=$(psql "$PG_BASE/postgres" -tAXc 'SHOW fsync'); the peer's: fsync=$peer_fsync). Load generators on the same machine; \
 $CONNS connections everywhere; boxoffice release build, one process\
 ${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
   echo
@@ -214,11 +241,15 @@ ${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
 } >"$work/table.md"
 
 cat "$work/table.md"
+# RESULTS.md: the notes above the marker stay, this run replaces the previous
+# "## Run of" table, and the spike and scale sections (###) stay after it.
+results=loadtest/RESULTS.md
+[ -f "$results" ] && grep -q '^<!-- runs -->' "$results" || printf '# Results\n\n<!-- runs -->\n' >"$results"
 {
-  sed -n '1,/^<!-- runs -->/p' loadtest/RESULTS.md 2>/dev/null || true
+  sed -n '1,/^<!-- runs -->/p' "$results"
   echo
   cat "$work/table.md"
+  sed -n '/^<!-- runs -->/,$p' "$results" | awk '/^### / {keep = 1} keep' | sed '1s/^/\n/'
 } >"$work/results.md"
-grep -q '^<!-- runs -->' "$work/results.md" || { echo '# Results'; echo; echo '<!-- runs -->'; echo; cat "$work/table.md"; } >"$work/results.md"
-cp "$work/results.md" loadtest/RESULTS.md
+cp "$work/results.md" "$results"
 say "written to loadtest/RESULTS.md"
