@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 CONNS=${BENCH_CONNECTIONS:-50}
 SECS=${BENCH_SECONDS:-10}
+WARMUP_IDENTITIES=100000   # more joins than a 1 s warm-up can make
 SECRET=bench-secret-0123456789abcdef
 ADMIN=bench-admin
 tag="bench-$$"
@@ -30,7 +31,7 @@ need() { # need <binary> <apt package>
   command -v "$1" >/dev/null && return
   say "installing $2"
   local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 
 scripts/services.sh >&2
@@ -39,13 +40,17 @@ source .dev/env
 need wrk wrk
 need redis-benchmark redis-tools
 need pgbench postgresql-contrib
-export PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"
+export PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 
 rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+# redis-benchmark before 7.0 has no -u: host and port from REDIS_URL.
+redis_hostport=${REDIS_URL#redis://}; redis_hostport=${redis_hostport##*@}; redis_hostport=${redis_hostport%%/*}
+redis_host=${redis_hostport%:*}; redis_port=${redis_hostport##*:}
+[ "$redis_port" = "$redis_hostport" ] && redis_port=6379
 psql_q() { psql "$PG_BASE/$1" -qtAX -v ON_ERROR_STOP=1 -c "$2"; }
 
 cleanup() {
-  declare -F stop_peer >/dev/null && stop_peer
+  if declare -F stop_peer >/dev/null; then stop_peer; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for db in bo_bench_fast bo_bench_slow; do
@@ -89,18 +94,25 @@ row() { printf '%s|%s|%s|%s|%s\n' "$@" >>"$rows"; }
 
 redis_bench() { # redis_bench <label> <requests> <args...>
   local label=$1 n=$2; shift 2
-  local out; out=$(redis-benchmark -u "$REDIS_URL" -c "$CONNS" -n "$n" --precision 3 "$@" 2>/dev/null | tr '\r' '\n')
+  local out; out=$(redis-benchmark -h "$redis_host" -p "$redis_port" -c "$CONNS" -n "$n" --precision 3 "$@" \
+    2>"$work/redis-benchmark.err" | tr '\r' '\n')
+  if grep -q 'Error from server' "$work/redis-benchmark.err" || grep -q 'Error from server' <<<"$out"; then
+    { cat "$work/redis-benchmark.err"; grep -m1 'Error from server' <<<"$out"; } | head -3 >&2
+    echo "redis-benchmark: $label failed" >&2; exit 1
+  fi
   local rps p50 p99
   rps=$(awk '/throughput summary/ {print $3}' <<<"$out" | tail -1)
+  [ -n "$rps" ] || { echo "redis-benchmark 6.2 or later is needed (no throughput summary)" >&2; exit 1; }
   read -r p50 p99 < <(awk '/latency summary/ {getline; getline; print $3, $5}' <<<"$out" | tail -1) || true
   row "$label" "$rps" "$p50" "$p99" "redis-benchmark -c $CONNS -n $n"
 }
 
 wrk_bench() { # wrk_bench <label> <script> <url> [note]
-  # A 1 s warm-up first (catalog loads, id blocks, connections), not counted.
-  WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
+  # A 1 s warm-up first (catalog loads, id blocks, connections), not counted;
+  # the join run then starts past the identities the warm-up used.
+  JOIN_OFFSET=0 WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
     wrk -t1 -c"$CONNS" -d1s -s "loadtest/wrk/$2" "$3" >/dev/null 2>&1
-  local out; out=$(WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
+  local out; out=$(JOIN_OFFSET=$WARMUP_IDENTITIES WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
     wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "loadtest/wrk/$2" "$3" 2>&1)
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -127,6 +139,8 @@ redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sh
   "$tag-raw:{c:1}:s:1:h:__rand_int__" "$tag-raw:{c:1}:uh:1" "$tag-raw:{c:1}:r:__rand_int__" \
   "$tag-raw:{c:1}:s:1:heldbits" \
   1 __rand_int__ __rand_int__ 600000 100000000 90000000 1 1 1 1000
+# The script really took seats (an error reply would still count as an answer).
+[ "$(rcli ZCARD "$tag-raw:{c:1}:s:1:held")" -gt 0 ] || { echo "raw EVALSHA took no seat" >&2; exit 1; }
 
 # --- the peer: a Postgres row-lock hold, pgbench -------------------------------
 # The project's local Postgres runs fsync=off (a development server); a peer on
@@ -137,22 +151,24 @@ say "pgbench: SELECT … FOR UPDATE seat hold"
 peer_url="$PG_BASE"
 peer_dir=""
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ "${BENCH_PEER:-durable}" = durable ]; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  peer_dir=$(mktemp -d /var/tmp/boxoffice-peer.XXXXXX)
-  [ "$(id -u)" = 0 ] && chown postgres: "$peer_dir"
-  as_pg "$pgbin/initdb" -D "$peer_dir/data" -U postgres --auth=trust --locale=C >/dev/null
-  as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -l "$peer_dir/log" -w -o \
-    "-c port=55499 -c listen_addresses=127.0.0.1 -c unix_socket_directories=$peer_dir \
-     -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" start >/dev/null
-  peer_url="postgres://postgres@127.0.0.1:55499"
-fi
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 stop_peer() {
   if [ -n "$peer_dir" ]; then
     as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -m fast stop >/dev/null 2>&1 || true
     rm -rf "$peer_dir"; peer_dir=""
   fi
 }
+if [ "${BENCH_PEER:-durable}" = durable ]; then
+  peer_port=55499
+  while (exec 3<>"/dev/tcp/127.0.0.1/$peer_port") 2>/dev/null; do peer_port=$((peer_port + 1)); done
+  peer_dir=$(mktemp -d /var/tmp/boxoffice-peer.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres: "$peer_dir"
+  as_pg "$pgbin/initdb" -D "$peer_dir/data" -U postgres --auth=trust --locale=C >/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -l "$peer_dir/log" -w -o \
+    "-c port=$peer_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$peer_dir \
+     -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" start >/dev/null
+  peer_url="postgres://postgres@127.0.0.1:$peer_port"
+fi
 psql "$peer_url/postgres" -qtAX -c "DROP DATABASE IF EXISTS bo_bench_peer" >/dev/null 2>&1
 psql "$peer_url/postgres" -qtAX -c "CREATE DATABASE bo_bench_peer" >/dev/null
 psql "$peer_url/bo_bench_peer" -qtAX -v ON_ERROR_STOP=1 -c "CREATE TABLE seat (id int PRIMARY KEY,
@@ -196,7 +212,7 @@ stop_servers
 
 say "boxoffice: join and poll (a queue that admits nobody)"
 start_server slow 18082 ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=3600
-BO_HOST=http://127.0.0.1:18082 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDENTITIES=$((SECS * 45000)) \
+BO_HOST=http://127.0.0.1:18082 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDENTITIES=$((WARMUP_IDENTITIES + SECS * 50000)) \
   $LOAD prepare "$work" waiting
 # shellcheck disable=SC1091
 source "$work/waiting.env"

@@ -60,8 +60,17 @@ poll_small=$(run poll.lua 5)
 join_small=$(run join.lua 3)
 before=$(waiting); mem_before=$(mem)
 # Fill to TARGET with real joins (each a new fan).
-while [ "$(waiting)" -lt "$TARGET" ]; do run join.lua 10 >/dev/null; done
+stalls=0
+while [ "$(waiting)" -lt "$TARGET" ]; do
+  was=$(waiting)
+  run join.lua 10 >/dev/null
+  if [ "$(waiting)" -le "$was" ]; then
+    stalls=$((stalls + 1))
+    [ "$stalls" -lt 3 ] || { echo "scale: the queue stopped growing at $was" >&2; exit 1; }
+  fi
+done
 after=$(waiting); mem_after=$(mem)
+[ "$after" -gt "$before" ] || { echo "scale: WAITING must exceed $before (got $after)" >&2; exit 1; }
 poll_big=$(run poll.lua 5)
 join_big=$(run join.lua 3)
 per_token=$(( (mem_after - mem_before) / (after - before) ))

@@ -63,6 +63,8 @@ export function waitActive(auth, token, every) {
 export function activeFan(t) {
   const auth = mint();
   const token = join(t, auth, { name: 'join' });
-  waitActive(auth, token, 0.1);
+  if (!token || !waitActive(auth, token, 0.1)) {
+    throw new Error('this fan was not admitted (is the server admitting quickly? ADMISSION_RATE, MAX_ACTIVE=0)');
+  }
   return { auth, token };
 }

@@ -25,6 +25,8 @@ static SOLD_OUT: AtomicU64 = AtomicU64::new(0);
 static GAVE_UP: AtomicU64 = AtomicU64::new(0);
 static LOST_RACES: AtomicU64 = AtomicU64::new(0);
 static SERVER_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Requests that got no answer at all (connection refused, reset, timeout).
+static NO_ANSWER: AtomicU64 = AtomicU64::new(0);
 
 fn target() -> Target {
     *TARGET.get().expect("target set before the attack")
@@ -70,7 +72,10 @@ async fn call(
             }
             Ok((status, r.json().await.unwrap_or(Value::Null)))
         }
-        Err(_) => Ok((0, Value::Null)),
+        Err(_) => {
+            NO_ANSWER.fetch_add(1, Ordering::Relaxed);
+            Ok((0, Value::Null))
+        }
     }
 }
 
@@ -315,11 +320,12 @@ pub async fn run() -> Result<(), String> {
     }
     if TARGET.get().is_some() {
         println!(
-            "journeys: paid {} sold-out {} lost-races {} gave-up {}; 5xx answers: {}",
+            "journeys: paid {} sold-out {} lost-races {} gave-up {}; no answer: {}; 5xx answers: {}",
             PAID.load(Ordering::Relaxed),
             SOLD_OUT.load(Ordering::Relaxed),
             LOST_RACES.load(Ordering::Relaxed),
             GAVE_UP.load(Ordering::Relaxed),
+            NO_ANSWER.load(Ordering::Relaxed),
             SERVER_ERRORS.load(Ordering::Relaxed)
         );
     }
