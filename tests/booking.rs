@@ -103,6 +103,45 @@ async fn pay(app: &TestApp, f: &Fan, reservation: i64, key: Option<&str>) -> (St
     .await
 }
 
+/// `DELETE /reservations/{id}` as fan `f`.
+async fn cancel(app: &TestApp, f: &Fan, id: i64) -> (StatusCode, Value) {
+    app.call(
+        Method::DELETE,
+        &format!("/reservations/{id}"),
+        &f.auth(),
+        None,
+    )
+    .await
+}
+
+/// `DELETE /queue/tokens/{token}` of fan `f`'s token.
+async fn leave(app: &TestApp, f: &Fan) -> (StatusCode, Value) {
+    app.call(
+        Method::DELETE,
+        &format!("/queue/tokens/{}", f.token),
+        &f.auth(),
+        None,
+    )
+    .await
+}
+
+/// The seat numbers of the map filtered by `?status=`.
+async fn seats_in(app: &TestApp, f: &Fan, schedule: i64, status: &str) -> Vec<i64> {
+    let (code, body) = app
+        .get(
+            &format!("/schedules/{schedule}/seats?status={status}"),
+            &f.headers(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    body["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seat_no"].as_i64().unwrap())
+        .collect()
+}
+
 /// seat_no -> status, from the seat map.
 async fn seat_states(app: &TestApp, f: &Fan, schedule: i64) -> Vec<(i64, String)> {
     let (status, body) = app
@@ -260,14 +299,7 @@ async fn hold_rules_in_the_contracts_order() {
         404,
         "reservation_not_found",
     );
-    let got = app
-        .call(
-            Method::DELETE,
-            &format!("/reservations/{r1}"),
-            &b.auth(),
-            None,
-        )
-        .await;
+    let got = cancel(&app, &b, r1).await;
     assert_error(&got, 404, "reservation_not_found");
     assert_error(&pay(&app, &b, r1, None).await, 404, "reservation_not_found");
     assert_error(
@@ -286,23 +318,9 @@ async fn hold_rules_in_the_contracts_order() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "PENDING");
     assert_eq!(body["price"], 1000);
-    let got = app
-        .call(
-            Method::DELETE,
-            &format!("/reservations/{r1}"),
-            &a.auth(),
-            None,
-        )
-        .await;
+    let got = cancel(&app, &a, r1).await;
     assert_eq!(got.0, StatusCode::NO_CONTENT);
-    let got = app
-        .call(
-            Method::DELETE,
-            &format!("/reservations/{r1}"),
-            &a.auth(),
-            None,
-        )
-        .await;
+    let got = cancel(&app, &a, r1).await;
     assert_eq!(
         got.0,
         StatusCode::NO_CONTENT,
@@ -314,20 +332,7 @@ async fn hold_rules_in_the_contracts_order() {
     assert!(r3 != r1 && r3 != r2, "ids are never reused");
     let r4 = held(&app, &a, schedule, 3).await;
     assert_eq!(available(&app, &a, concert).await, 7);
-    let held_seats: Vec<i64> = {
-        let (_, body) = app
-            .get(
-                &format!("/schedules/{schedule}/seats?status=HELD"),
-                &a.headers(),
-            )
-            .await;
-        body["seats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["seat_no"].as_i64().unwrap())
-            .collect()
-    };
+    let held_seats: Vec<i64> = seats_in(&app, &a, schedule, "HELD").await;
     assert_eq!(held_seats, vec![1, 2, 3]);
     let _ = r4;
     // Nothing of this reached Postgres.
@@ -404,34 +409,14 @@ async fn a_payment_from_short_balance_to_sold_seat_and_processed_token() {
         .get(&format!("/schedules/{schedule}/seats"), &a.headers())
         .await;
     assert_error(&got, 401, "queue_token_expired");
-    let got = app
-        .call(
-            Method::DELETE,
-            &format!("/reservations/{r}"),
-            &a.auth(),
-            None,
-        )
-        .await;
+    let got = cancel(&app, &a, r).await;
     assert_error(&got, 409, "already_confirmed");
 
     let b = fan(&app, concert, 5000).await;
     assert_eq!(seat_state(&app, &b, schedule, 10).await, "SOLD");
     assert_error(&hold(&app, &b, schedule, 10).await, 409, "seat_unavailable");
     assert_eq!(available(&app, &b, concert).await, 19);
-    let sold: Vec<i64> = {
-        let (_, body) = app
-            .get(
-                &format!("/schedules/{schedule}/seats?status=SOLD"),
-                &b.headers(),
-            )
-            .await;
-        body["seats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["seat_no"].as_i64().unwrap())
-            .collect()
-    };
+    let sold: Vec<i64> = seats_in(&app, &b, schedule, "SOLD").await;
     assert_eq!(sold, vec![10]);
     // (The recorder is shared by every test in this binary: names, not counts.)
     let metrics = app.metrics_text().await;
@@ -513,14 +498,7 @@ async fn leaving_the_queue_releases_the_holds() {
     let r1 = held(&app, &a, schedule, 1).await;
     let r2 = held(&app, &a, schedule, 2).await;
     assert_eq!(available(&app, &b, concert).await, 3);
-    let got = app
-        .call(
-            Method::DELETE,
-            &format!("/queue/tokens/{}", a.token),
-            &a.auth(),
-            None,
-        )
-        .await;
+    let got = leave(&app, &a).await;
     assert_eq!(got.0, StatusCode::NO_CONTENT);
     assert_eq!(available(&app, &b, concert).await, 5);
     assert_eq!(seat_state(&app, &b, schedule, 1).await, "AVAILABLE");
@@ -556,29 +534,15 @@ async fn a_hold_that_lapses_while_its_payment_runs_is_honoured_and_never_resold(
         let tried = hold(&app, &b, schedule, 3).await;
         let state = seat_state(&app, &b, schedule, 3).await;
         // Nor can its owner cancel it, or free it by leaving the queue.
-        let cancel = app
-            .call(
-                Method::DELETE,
-                &format!("/reservations/{r}"),
-                &a.auth(),
-                None,
-            )
-            .await;
-        let left = app
-            .call(
-                Method::DELETE,
-                &format!("/queue/tokens/{}", a.token),
-                &a.auth(),
-                None,
-            )
-            .await;
+        let cancelled = cancel(&app, &a, r).await;
+        let left = leave(&app, &a).await;
         let after_leave = seat_state(&app, &b, schedule, 3).await;
         blocker.rollback().await.unwrap();
-        (tried, state, cancel, left, after_leave)
+        (tried, state, cancelled, left, after_leave)
     };
-    let (paid, (tried, state, cancel, left, after_leave)) = tokio::join!(payment, racer);
+    let (paid, (tried, state, cancelled, left, after_leave)) = tokio::join!(payment, racer);
     assert_error(&tried, 409, "seat_unavailable");
-    assert_error(&cancel, 409, "payment_in_progress");
+    assert_error(&cancelled, 409, "payment_in_progress");
     assert_eq!(left.0, StatusCode::NO_CONTENT);
     assert_eq!(after_leave, "HELD");
     assert_eq!(
@@ -858,14 +822,7 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
         .await
         .unwrap();
     assert_eq!(reservation(&app, &a, r).await.1["status"], "CONFIRMED");
-    let got = app
-        .call(
-            Method::DELETE,
-            &format!("/reservations/{r}"),
-            &a.auth(),
-            None,
-        )
-        .await;
+    let got = cancel(&app, &a, r).await;
     assert_error(&got, 409, "already_confirmed");
     assert_error(&pay(&app, &a, r, None).await, 409, "already_paid");
     assert_eq!(app.balance(&a.auth).await, 4000, "debited once");

@@ -21,7 +21,7 @@ use crate::queue::{self, QueueToken};
 use crate::store::redis::{int, text};
 use chrono::{DateTime, TimeZone, Utc};
 use fred::types::Value;
-use seats::{SeatCatalog, SeatStatus};
+use seats::{Seat, SeatCatalog, SeatStatus};
 use serde::Serialize;
 
 /// How long a cancelled or lapsed hold still reads as CANCELED (API.md: at
@@ -94,6 +94,16 @@ pub fn reservation_not_found() -> Error {
         "reservation_not_found",
         "no reservation of yours with that id",
     )
+}
+
+/// The concert of reservation `id` (from its id block), or
+/// `404 reservation_not_found` for an id never handed out.
+pub async fn concert_of_reservation(app: &AppState, id: i64) -> Result<i64> {
+    app.booking
+        .ids
+        .concert_of(&app.pg, id)
+        .await?
+        .ok_or_else(reservation_not_found)
 }
 
 fn seat_not_found() -> Error {
@@ -235,7 +245,7 @@ pub async fn hold(
     let token = queue::pass_for(&app.redis, &app.keys, user_id, pass, catalog.concert_id).await?;
     let seat = *catalog.seat(index).ok_or_else(seat_not_found)?;
     let id = app.booking.ids.next(&app.pg, catalog.concert_id).await?;
-    let reply = run_hold(app, &catalog, &token, user_id, index, id).await?;
+    let reply = run_hold(app, &catalog, &seat, &token, user_id, index, id).await?;
     let [verdict, expires, lapsed] = reply.as_slice() else {
         return Err(Error::Internal(format!("hold reply {reply:?}")));
     };
@@ -277,13 +287,13 @@ pub async fn hold(
 async fn run_hold(
     app: &AppState,
     catalog: &SeatCatalog,
+    seat: &Seat,
     token: &QueueToken,
     user_id: i64,
     index: usize,
     id: i64,
 ) -> Result<Vec<Value>> {
     let b = app.keys.booking(catalog.concert_id);
-    let seat = catalog.seat(index).ok_or_else(seat_not_found)?;
     let s = &app.booking.settings;
     app.redis
         .run(
@@ -371,12 +381,7 @@ async fn confirmed(app: &AppState, user_id: i64, id: i64) -> Result<Option<Reser
 /// Reads a reservation for its owner: a pending, cancelled or lapsed hold from
 /// Redis, a sale from Postgres (the source of truth, also after Redis lost it).
 pub async fn reservation(app: &AppState, user_id: i64, id: i64) -> Result<ReservationView> {
-    let concert_id = app
-        .booking
-        .ids
-        .concert_of(&app.pg, id)
-        .await?
-        .ok_or_else(reservation_not_found)?;
+    let concert_id = concert_of_reservation(app, id).await?;
     let record = read_record(app, concert_id, id).await?;
     if let Some(r) = &record
         && r.user_id == user_id
@@ -413,12 +418,7 @@ pub async fn reservation(app: &AppState, user_id: i64, id: i64) -> Result<Reserv
 /// The owner cancels a hold: `204` for a pending (or already ended) hold,
 /// `409 already_confirmed` for a sale.
 pub async fn cancel(app: &AppState, user_id: i64, id: i64) -> Result<()> {
-    let concert_id = app
-        .booking
-        .ids
-        .concert_of(&app.pg, id)
-        .await?
-        .ok_or_else(reservation_not_found)?;
+    let concert_id = concert_of_reservation(app, id).await?;
     let already_confirmed = || Error::Conflict {
         code: "already_confirmed",
         message: "the reservation is paid; it cannot be cancelled".into(),

@@ -23,7 +23,7 @@
 //! The work runs in its own task, so a client that goes away (or the request
 //! timeout) cannot stop a payment between its commit and step 3.
 
-use super::{confirmed, exists_for, reservation_not_found};
+use super::{concert_of_reservation, confirmed, exists_for, reservation_not_found};
 use crate::AppState;
 use crate::error::{Error, Result};
 use crate::idempotency::Claim;
@@ -100,12 +100,7 @@ async fn run(
     id: i64,
     claim: Option<&Claim>,
 ) -> Result<String> {
-    let concert_id = app
-        .booking
-        .ids
-        .concert_of(&app.pg, id)
-        .await?
-        .ok_or_else(reservation_not_found)?;
+    let concert_id = concert_of_reservation(app, id).await?;
     let token = match pass.and_then(QueueToken::parse) {
         Some(t) if t.concert_id == concert_id => t,
         // No pass, a malformed one, or another concert's: the reservation's 404
