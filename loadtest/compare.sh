@@ -21,9 +21,7 @@ SECS=${BENCH_SECONDS:-10}
 WARMUP_IDENTITIES=100000   # more joins than a 1 s warm-up can make
 SECRET=bench-secret-0123456789abcdef
 ADMIN=bench-admin
-tag="bench-$$"
-work=$(mktemp -d)
-pids=()
+run="bench-$$"
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
@@ -34,15 +32,13 @@ need() { # need <binary> <apt package>
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 
-scripts/services.sh >&2
-# shellcheck disable=SC1091
-source .dev/env
+# shellcheck source=loadtest/lib.sh
+source loadtest/lib.sh
 need wrk wrk
 need redis-benchmark redis-tools
 need pgbench postgresql-contrib
 export PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 
-rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
 # redis-benchmark before 7.0 has no -u: host and port from REDIS_URL.
 redis_hostport=${REDIS_URL#redis://}; redis_hostport=${redis_hostport##*@}; redis_hostport=${redis_hostport%%/*}
 redis_host=${redis_hostport%:*}; redis_port=${redis_hostport##*:}
@@ -51,40 +47,16 @@ psql_q() { psql "$PG_BASE/$1" -qtAX -v ON_ERROR_STOP=1 -c "$2"; }
 
 cleanup() {
   if declare -F stop_peer >/dev/null; then stop_peer; fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for db in bo_bench_fast bo_bench_slow; do
-    psql_q postgres "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-  done
-  rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
-  rm -rf "$work"
+  lib_cleanup
 }
 trap cleanup EXIT
 
 say "building (release)"
-cargo build --release --locked --quiet
-(cd loadtest && cargo build --release --locked --quiet)
+build_all
 LOAD=loadtest/target/release/boxoffice-load
 
 start_server() { # start_server <name> <port> [VAR=value ...]
-  local name=$1 port=$2; shift 2
-  psql_q postgres "DROP DATABASE IF EXISTS bo_bench_$name" >/dev/null 2>&1
-  env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$PG_BASE/bo_bench_$name" \
-      REDIS_URL="$REDIS_URL" REDIS_PREFIX="$tag-$name" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" \
-      RUST_LOG=warn ${BENCH_SERVER_WORKERS:+TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS} "$@" \
-      target/release/boxoffice serve >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && return
-    sleep 0.2
-  done
-  cat "$work/$name.log" >&2; echo "server $name did not start" >&2; exit 1
-}
-
-stop_servers() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  start_boxoffice "$@" ${BENCH_SERVER_WORKERS:+TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}
 }
 
 # --- result rows: name | req/s | p50 ms | p99 ms | note ---------------------
@@ -128,19 +100,19 @@ to_ms() { # wrk prints 1.23ms, 456.78us or 1.02s
 
 # --- the physical limit: Redis itself ----------------------------------------
 say "redis-benchmark: GET, ZADD, EVALSHA of lua/hold.lua"
-rcli set "$tag-raw:key" value >/dev/null
-redis_bench "raw GET" $((SECS * 70000)) GET "$tag-raw:key"
-redis_bench "raw ZADD" $((SECS * 70000)) -r 100000000 ZADD "$tag-raw:z" __rand_int__ __rand_int__
+rcli set "$run-raw:key" value >/dev/null
+redis_bench "raw GET" $((SECS * 70000)) GET "$run-raw:key"
+redis_bench "raw ZADD" $((SECS * 70000)) -r 100000000 ZADD "$run-raw:z" __rand_int__ __rand_int__
 hold_sha=$(cat lua/lib.lua lua/hold.lua | rcli -x SCRIPT LOAD)
 # An ACTIVE queue token for user 1, far in the future; random seats of 100 000.
-rcli hset "$tag-raw:{c:1}:tok:t" u 1 s A e 99999999999999 >/dev/null
+rcli hset "$run-raw:{c:1}:tok:t" u 1 s A e 99999999999999 >/dev/null
 redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sha" 7 \
-  "$tag-raw:{c:1}:tok:t" "$tag-raw:{c:1}:s:1:sold" "$tag-raw:{c:1}:s:1:held" \
-  "$tag-raw:{c:1}:s:1:h:__rand_int__" "$tag-raw:{c:1}:uh:1" "$tag-raw:{c:1}:r:__rand_int__" \
-  "$tag-raw:{c:1}:s:1:heldbits" \
+  "$run-raw:{c:1}:tok:t" "$run-raw:{c:1}:s:1:sold" "$run-raw:{c:1}:s:1:held" \
+  "$run-raw:{c:1}:s:1:h:__rand_int__" "$run-raw:{c:1}:uh:1" "$run-raw:{c:1}:r:__rand_int__" \
+  "$run-raw:{c:1}:s:1:heldbits" \
   1 __rand_int__ __rand_int__ 600000 100000000 90000000 1 1 1 1000
 # The script really took seats (an error reply would still count as an answer).
-[ "$(rcli ZCARD "$tag-raw:{c:1}:s:1:held")" -gt 0 ] || { echo "raw EVALSHA took no seat" >&2; exit 1; }
+[ "$(rcli ZCARD "$run-raw:{c:1}:s:1:held")" -gt 0 ] || { echo "raw EVALSHA took no seat" >&2; exit 1; }
 
 # --- the peer: a Postgres row-lock hold, pgbench -------------------------------
 # The project's local Postgres runs fsync=off (a development server); a peer on
@@ -208,7 +180,7 @@ map_server_ms=$(curl -s http://127.0.0.1:18081/metrics | awk '
   /^http_request_duration_seconds_sum\{route="\/schedules\/\{schedule_id\}\/seats"/ {s = $2}
   /^http_request_duration_seconds_count\{route="\/schedules\/\{schedule_id\}\/seats"/ {c = $2}
   END {if (c > 0) printf "%.2f", s / c * 1000}')
-stop_servers
+stop_boxoffices
 
 say "boxoffice: join and poll (a queue that admits nobody)"
 start_server slow 18082 ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=3600
@@ -219,7 +191,7 @@ source "$work/waiting.env"
 export WAITING_CONCERT
 wrk_bench "boxoffice POST /queue/tokens (join)" join.lua http://127.0.0.1:18082 "a new fan each request"
 wrk_bench "boxoffice GET /queue/tokens/{t} (poll)" poll.lua http://127.0.0.1:18082 "5 000 WAITING fans"
-stop_servers
+stop_boxoffices
 
 # --- the table -------------------------------------------------------------------
 val() { awk -F'|' -v k="$1" '$1 == k {print $2}' "$rows"; }

@@ -11,41 +11,22 @@ TARGET=${1:-1000000}
 CONNS=${BENCH_CONNECTIONS:-50}
 SECRET=scale-secret-0123456789abcdef
 ADMIN=scale-admin
-tag="scale-$$"
-db=bo_scale
-work=$(mktemp -d)
-server=""
-
-scripts/services.sh >&2
-# shellcheck disable=SC1091
-source .dev/env
-rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
-cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-  rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+run="scale-$$"
+# shellcheck source=loadtest/lib.sh
+source loadtest/lib.sh
+trap lib_cleanup EXIT
 command -v wrk >/dev/null || { echo "scale: wrk is needed (loadtest/compare.sh installs it)" >&2; exit 2; }
 
-cargo build --release --locked --quiet
-(cd loadtest && cargo build --release --locked --quiet)
-psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+build_all
 # Nobody is admitted, nobody idles out: the queue only grows.
-HTTP_ADDR=127.0.0.1:18084 DATABASE_URL=$PG_BASE/$db REDIS_URL=$REDIS_URL REDIS_PREFIX=$tag \
-  AUTH_SECRET=$SECRET ADMIN_KEY=$ADMIN ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=86400 RUST_LOG=warn \
-  target/release/boxoffice serve >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do curl -fs http://127.0.0.1:18084/ready >/dev/null 2>&1 && break; sleep 0.2; done
+start_boxoffice queue 18084 ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=86400
 
 BO_HOST=http://127.0.0.1:18084 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDENTITIES=$((TARGET + 300000)) \
   loadtest/target/release/boxoffice-load prepare "$work" waiting
 # shellcheck disable=SC1091
 source "$work/waiting.env"
 export WAITING_CONCERT
-waiting() { rcli ZCARD "$tag:{c:$WAITING_CONCERT}:waiting"; }
+waiting() { rcli ZCARD "$prefix:{c:$WAITING_CONCERT}:waiting"; }
 mem() { rcli INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
 
 run() { # run <script> <seconds>: prints "req/s p50 p99"

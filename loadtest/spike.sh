@@ -22,36 +22,17 @@ SEATS=$(( USERS / 5 > 0 ? USERS / 5 : 1 ))
 PORT=18083
 SECRET=spike-secret-0123456789abcdef
 ADMIN=spike-admin
-tag="spike-$$"
-db=bo_spike
-work=$(mktemp -d)
-server=""
-
-scripts/services.sh >&2
-# shellcheck disable=SC1091
-source .dev/env
-rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+run="spike-$$"
+# shellcheck source=loadtest/lib.sh
+source loadtest/lib.sh
+trap lib_cleanup EXIT
+db="bo_${run//[^a-z0-9]/_}_journey"
 q() { psql "$PG_BASE/$db" -qtAX -v ON_ERROR_STOP=1 -c "$1"; }
 
-cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
-  rcli --scan --pattern "$tag*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cargo build --release --locked --quiet
-(cd loadtest && cargo build --release --locked --quiet)
-
-psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
-HTTP_ADDR=127.0.0.1:$PORT DATABASE_URL=$PG_BASE/$db REDIS_URL=$REDIS_URL REDIS_PREFIX=$tag \
-  AUTH_SECRET=$SECRET ADMIN_KEY=$ADMIN ADMISSION_RATE=2000 MAX_ACTIVE=1000 \
-  ACTIVE_TTL_SECS=300 HOLD_TTL_SECS=120 WAITING_IDLE_SECS=600 RUST_LOG=warn \
-  target/release/boxoffice serve >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+build_all
+start_boxoffice journey "$PORT" ADMISSION_RATE=2000 MAX_ACTIVE=1000 \
+  ACTIVE_TTL_SECS=300 HOLD_TTL_SECS=120 WAITING_IDLE_SECS=600
+server=${pids[0]}
 
 host=http://127.0.0.1:$PORT
 concert=$(curl -fs -X POST "$host/admin/concerts" -H "x-admin-key: $ADMIN" -d '{"title": "Spike"}' | sed -E 's/.*"id":([0-9]+).*/\1/')
@@ -97,9 +78,9 @@ negative=$(q "SELECT count(*) FROM balance WHERE amount < 0")
 # Every payment has exactly one USE row of its amount.
 unmatched_use=$(q "SELECT count(*) FROM payment p WHERE (SELECT count(*) FROM balance_history h
                      WHERE h.payment_id = p.id AND h.type = 'USE' AND h.amount = p.amount) <> 1")
-sold_bits=$(rcli BITCOUNT "$tag:{c:$concert}:s:$schedule:sold")
+sold_bits=$(rcli BITCOUNT "$prefix:{c:$concert}:s:$schedule:sold")
 # The SOLD bits are the sold seats themselves: GETBIT at each sold seat's index.
-sold_marked=$(q "SELECT 'GETBIT $tag:{c:$concert}:s:$schedule:sold ' || x.idx FROM (
+sold_marked=$(q "SELECT 'GETBIT $prefix:{c:$concert}:s:$schedule:sold ' || x.idx FROM (
                    SELECT id, row_number() OVER (ORDER BY seat_no) - 1 AS idx FROM seat
                     WHERE concert_schedule_id = $schedule) x
                    JOIN reservation r ON r.seat_id = x.id AND r.status = 'CONFIRMED'" |

@@ -67,7 +67,8 @@ pub async fn target(client: &reqwest::Client, host: &str) -> Result<Target, Stri
             seats,
         });
     }
-    let (concert, schedule) = new_concert(client, host, seats, env_i64("BO_PRICE").unwrap_or(1000)).await?;
+    let (concert, schedule) =
+        new_concert(client, host, seats, env_i64("BO_PRICE").unwrap_or(1000)).await?;
     Ok(Target {
         concert,
         schedule,
@@ -75,6 +76,18 @@ pub async fn target(client: &reqwest::Client, host: &str) -> Result<Target, Stri
     })
 }
 
+/// Sends a request and reads its JSON answer.
+pub async fn json(request: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
+    request
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A new concert with one schedule: (concert id, schedule id).
 pub async fn new_concert(
     client: &reqwest::Client,
     host: &str,
@@ -82,31 +95,39 @@ pub async fn new_concert(
     price: i64,
 ) -> Result<(i64, i64), String> {
     let admin = env("BO_ADMIN_KEY", "dev-admin-key");
-    let concert: serde_json::Value = client
-        .post(format!("{host}/admin/concerts"))
-        .header("x-admin-key", &admin)
-        .json(&serde_json::json!({"title": "Load test", "artist": "boxoffice-load"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let concert = json(
+        client
+            .post(format!("{host}/admin/concerts"))
+            .header("x-admin-key", &admin)
+            .json(&serde_json::json!({"title": "Load test", "artist": "boxoffice-load"})),
+    )
+    .await?;
     let concert = concert["id"]
         .as_i64()
         .ok_or(format!("concert not created (admin key?): {concert}"))?;
-    let schedule: serde_json::Value = client
-        .post(format!("{host}/admin/concerts/{concert}/schedules"))
-        .header("x-admin-key", &admin)
-        .json(&serde_json::json!({"start_at": "2027-06-01T19:00:00Z", "seat_count": seats, "price": price}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let schedule = schedule["id"]
-        .as_i64()
-        .ok_or(format!("schedule not created: {schedule}"))?;
+    let schedule =
+        new_schedule(client, host, concert, "2027-06-01T19:00:00Z", seats, price).await?;
     Ok((concert, schedule))
+}
+
+/// Another schedule of `concert`: its id.
+pub async fn new_schedule(
+    client: &reqwest::Client,
+    host: &str,
+    concert: i64,
+    start_at: &str,
+    seats: i64,
+    price: i64,
+) -> Result<i64, String> {
+    let admin = env("BO_ADMIN_KEY", "dev-admin-key");
+    let schedule = json(
+        client
+            .post(format!("{host}/admin/concerts/{concert}/schedules"))
+            .header("x-admin-key", &admin)
+            .json(&serde_json::json!({"start_at": start_at, "seat_count": seats, "price": price})),
+    )
+    .await?;
+    schedule["id"]
+        .as_i64()
+        .ok_or(format!("schedule not created: {schedule}"))
 }

@@ -28,21 +28,22 @@ pub async fn run(args: &[String]) -> Result<(), String> {
     match kind.as_str() {
         "booking" => {
             let (concert, hold) = fan::new_concert(&client, &host, 100_000, 1000).await?;
-            let admin = fan::env("BO_ADMIN_KEY", "dev-admin-key");
-            let map: serde_json::Value = client
-                .post(format!("{host}/admin/concerts/{concert}/schedules"))
-                .header("x-admin-key", admin)
-                .json(&serde_json::json!({"start_at": "2027-06-02T19:00:00Z", "seat_count": 50000, "price": 1000}))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let map = map["id"].as_i64().ok_or("map schedule not created")?;
+            let map = fan::new_schedule(
+                &client,
+                &host,
+                concert,
+                "2027-06-02T19:00:00Z",
+                50_000,
+                1000,
+            )
+            .await?;
             let fans = join_many(&client, &host, concert, ACTIVE_FANS).await?;
             wait_all_active(&client, &host, &fans).await?;
-            write(dir, "booking.env", &format!("CONCERT={concert}\nHOLD_SCHEDULE={hold}\nMAP_SCHEDULE={map}\n"))?;
+            write(
+                dir,
+                "booking.env",
+                &format!("CONCERT={concert}\nHOLD_SCHEDULE={hold}\nMAP_SCHEDULE={map}\n"),
+            )?;
             write(dir, "active.txt", &lines(&fans))?;
         }
         "waiting" => {
@@ -84,17 +85,16 @@ async fn join_many(
             let (client, url) = (client.clone(), format!("{host}/queue/tokens"));
             joins.spawn(async move {
                 let (_, auth) = fan::mint();
-                let body: serde_json::Value = client
-                    .post(url)
-                    .header("authorization", &auth)
-                    .json(&serde_json::json!({"concert_id": concert}))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let token = body["token"].as_str().ok_or(format!("join failed: {body}"))?;
+                let body = fan::json(
+                    client
+                        .post(url)
+                        .header("authorization", &auth)
+                        .json(&serde_json::json!({"concert_id": concert})),
+                )
+                .await?;
+                let token = body["token"]
+                    .as_str()
+                    .ok_or(format!("join failed: {body}"))?;
                 Ok::<_, String>((auth, token.to_owned()))
             });
         }
@@ -105,19 +105,20 @@ async fn join_many(
     Ok(fans)
 }
 
-async fn wait_all_active(client: &reqwest::Client, host: &str, fans: &[(String, String)]) -> Result<(), String> {
+async fn wait_all_active(
+    client: &reqwest::Client,
+    host: &str,
+    fans: &[(String, String)],
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     for (auth, token) in fans {
         loop {
-            let body: serde_json::Value = client
-                .get(format!("{host}/queue/tokens/{token}"))
-                .header("authorization", auth)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+            let body = fan::json(
+                client
+                    .get(format!("{host}/queue/tokens/{token}"))
+                    .header("authorization", auth),
+            )
+            .await?;
             if body["status"] == "ACTIVE" {
                 break;
             }

@@ -108,7 +108,12 @@ async fn poll(user: &mut GooseUser, auth: &str, token: &str) -> Outcome<String> 
 }
 
 /// Polls (every `every`) until the token is ACTIVE; `false` if it never is.
-async fn wait_active(user: &mut GooseUser, auth: &str, token: &str, every: Duration) -> Outcome<bool> {
+async fn wait_active(
+    user: &mut GooseUser,
+    auth: &str,
+    token: &str,
+    every: Duration,
+) -> Outcome<bool> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {
         match poll(user, auth, token).await?.as_str() {
@@ -152,26 +157,52 @@ async fn poll_mine(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-async fn schedules(user: &mut GooseUser) -> TransactionResult {
+/// A gated GET with the admitted fan's pass.
+async fn gated_get(user: &mut GooseUser, path: &str, name: &str) -> TransactionResult {
     let (auth, token) = pass(user);
-    let path = format!("/concerts/{}/schedules", target().concert);
-    call(user, GooseMethod::Get, &path, "schedules", &[("authorization", &auth), ("x-queue-token", &token)], None).await?;
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("x-queue-token", token.as_str()),
+    ];
+    call(user, GooseMethod::Get, path, name, &headers, None).await?;
     Ok(())
 }
 
+async fn schedules(user: &mut GooseUser) -> TransactionResult {
+    gated_get(
+        user,
+        &format!("/concerts/{}/schedules", target().concert),
+        "schedules",
+    )
+    .await
+}
+
 async fn seat_map(user: &mut GooseUser) -> TransactionResult {
-    let (auth, token) = pass(user);
-    let path = format!("/schedules/{}/seats", target().schedule);
-    call(user, GooseMethod::Get, &path, "seat map", &[("authorization", &auth), ("x-queue-token", &token)], None).await?;
-    Ok(())
+    gated_get(
+        user,
+        &format!("/schedules/{}/seats", target().schedule),
+        "seat map",
+    )
+    .await
 }
 
 async fn hold_in(user: &mut GooseUser, seats: i64) -> TransactionResult {
     let (auth, token) = pass(user);
-    let h = [("authorization", auth.as_str()), ("x-queue-token", token.as_str())];
+    let h = [
+        ("authorization", auth.as_str()),
+        ("x-queue-token", token.as_str()),
+    ];
     let seat_no = fastrand::i64(1..=seats);
     let body = json!({"schedule_id": target().schedule, "seat_no": seat_no});
-    let (status, held) = call(user, GooseMethod::Post, "/reservations", "hold", &h, Some(body)).await?;
+    let (status, held) = call(
+        user,
+        GooseMethod::Post,
+        "/reservations",
+        "hold",
+        &h,
+        Some(body),
+    )
+    .await?;
     if status == 201
         && let Some(id) = held["id"].as_i64()
     {
@@ -191,15 +222,32 @@ async fn hold_hot(user: &mut GooseUser) -> TransactionResult {
 
 /// One fan's whole visit, through the public API only.
 async fn journey(user: &mut GooseUser) -> TransactionResult {
-    let (status, created) = call(user, GooseMethod::Post, "/users", "create user", &[], Some(json!({}))).await?;
-    let (Some(user_id), Some(access)) = (created["id"].as_i64(), created["access_token"].as_str()) else {
+    let (status, created) = call(
+        user,
+        GooseMethod::Post,
+        "/users",
+        "create user",
+        &[],
+        Some(json!({})),
+    )
+    .await?;
+    let (Some(user_id), Some(access)) = (created["id"].as_i64(), created["access_token"].as_str())
+    else {
         let _ = status;
         GAVE_UP.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     };
     let auth = format!("Bearer {access}");
     let price = fan::env_i64("BO_PRICE").unwrap_or(1000);
-    call(user, GooseMethod::Post, "/balance/charge", "charge", &[("authorization", &auth)], Some(json!({"amount": price * 2}))).await?;
+    call(
+        user,
+        GooseMethod::Post,
+        "/balance/charge",
+        "charge",
+        &[("authorization", &auth)],
+        Some(json!({"amount": price * 2})),
+    )
+    .await?;
     let Some(token) = join(user, &auth).await? else {
         GAVE_UP.fetch_add(1, Ordering::Relaxed);
         return Ok(());
@@ -208,14 +256,33 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
         GAVE_UP.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let h = [("authorization", auth.as_str()), ("x-queue-token", token.as_str())];
+    let h = [
+        ("authorization", auth.as_str()),
+        ("x-queue-token", token.as_str()),
+    ];
     let t = target();
-    call(user, GooseMethod::Get, &format!("/concerts/{}/schedules", t.concert), "schedules", &h, None).await?;
+    call(
+        user,
+        GooseMethod::Get,
+        &format!("/concerts/{}/schedules", t.concert),
+        "schedules",
+        &h,
+        None,
+    )
+    .await?;
     let mut paid = false;
     let mut sold_out = false;
     for _ in 0..3 {
         let path = format!("/schedules/{}/seats?status=AVAILABLE", t.schedule);
-        let (_, map) = call(user, GooseMethod::Get, &path, "seat map (available)", &h, None).await?;
+        let (_, map) = call(
+            user,
+            GooseMethod::Get,
+            &path,
+            "seat map (available)",
+            &h,
+            None,
+        )
+        .await?;
         let free: Vec<i64> = map["seats"]
             .as_array()
             .map(|s| s.iter().filter_map(|s| s["seat_no"].as_i64()).collect())
@@ -227,7 +294,15 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
         }
         let seat_no = free[fastrand::usize(..free.len())];
         let body = json!({"schedule_id": t.schedule, "seat_no": seat_no});
-        let (status, held) = call(user, GooseMethod::Post, "/reservations", "hold", &h, Some(body)).await?;
+        let (status, held) = call(
+            user,
+            GooseMethod::Post,
+            "/reservations",
+            "hold",
+            &h,
+            Some(body),
+        )
+        .await?;
         if status != 201 {
             continue;
         }
@@ -235,14 +310,28 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
         let key = uuid::Uuid::new_v4().to_string();
         let mut ph = h.to_vec();
         ph.push(("idempotency-key", key.as_str()));
-        let (status, payment) = call(user, GooseMethod::Post, "/payments", "pay", &ph, Some(json!({"reservation_id": rid}))).await?;
+        let (status, payment) = call(
+            user,
+            GooseMethod::Post,
+            "/payments",
+            "pay",
+            &ph,
+            Some(json!({"reservation_id": rid})),
+        )
+        .await?;
         if status == 201 {
             paid = true;
             PAID.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut file) = RESULTS.lock()
                 && let Some(f) = file.as_mut()
             {
-                let _ = writeln!(f, "{} {} {}", payment["id"].as_i64().unwrap_or(0), rid, user_id);
+                let _ = writeln!(
+                    f,
+                    "{} {} {}",
+                    payment["id"].as_i64().unwrap_or(0),
+                    rid,
+                    user_id
+                );
             }
         }
         break;
@@ -252,7 +341,15 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
     }
     if !paid {
         // Give the slot back to the next fan.
-        call(user, GooseMethod::Delete, &format!("/queue/tokens/{token}"), "leave", &[("authorization", &auth)], None).await?;
+        call(
+            user,
+            GooseMethod::Delete,
+            &format!("/queue/tokens/{token}"),
+            "leave",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -263,7 +360,10 @@ fn host() -> String {
     args.iter()
         .position(|a| a == "--host" || a == "-H")
         .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--host=").map(str::to_owned)))
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--host=").map(str::to_owned))
+        })
         .unwrap_or_else(|| fan::env("BO_HOST", "http://127.0.0.1:8080"))
         .trim_end_matches('/')
         .to_owned()
@@ -274,7 +374,10 @@ pub async fn run() -> Result<(), String> {
     let wants_help = std::env::args().any(|a| a == "-h" || a == "--help");
     if !wants_help {
         let t = fan::target(&reqwest::Client::new(), &host).await?;
-        eprintln!("boxoffice-load: concert {} schedule {} ({} seats) on {host}", t.concert, t.schedule, t.seats);
+        eprintln!(
+            "boxoffice-load: concert {} schedule {} ({} seats) on {host}",
+            t.concert, t.schedule, t.seats
+        );
         let _ = TARGET.set(t);
         if let Ok(path) = std::env::var("BO_RESULTS") {
             let file = std::fs::File::create(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -289,8 +392,18 @@ pub async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .register_scenario(
             scenario!("JoinAndPoll")
-                .register_transaction(transaction!(join_new).set_name("join").set_weight(1).map_err(|e| e.to_string())?)
-                .register_transaction(transaction!(poll_mine).set_name("poll").set_weight(4).map_err(|e| e.to_string())?),
+                .register_transaction(
+                    transaction!(join_new)
+                        .set_name("join")
+                        .set_weight(1)
+                        .map_err(|e| e.to_string())?,
+                )
+                .register_transaction(
+                    transaction!(poll_mine)
+                        .set_name("poll")
+                        .set_weight(4)
+                        .map_err(|e| e.to_string())?,
+                ),
         )
         .register_scenario(
             scenario!("Browse")

@@ -1,0 +1,56 @@
+# loadtest/lib.sh: what compare.sh, spike.sh and scale.sh share. Sourced from
+# the project root after the caller has set `run` (a name for this run's
+# databases and Redis keys), SECRET and ADMIN. It makes sure Redis and Postgres
+# answer (scripts/services.sh), builds both crates, and starts release
+# boxoffice servers on databases and key prefixes of their own, all removed
+# when the script exits (call `lib_cleanup` from the caller's EXIT trap).
+
+work=$(mktemp -d)
+pids=()
+dbs=()
+
+scripts/services.sh >&2
+# shellcheck disable=SC1091
+source .dev/env
+
+rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+
+build_all() {
+  cargo build --release --locked --quiet
+  (cd loadtest && cargo build --release --locked --quiet)
+}
+
+# start_boxoffice <name> <port> [VAR=value ...]: a release boxoffice with the
+# database bo_<run>_<name> and the Redis prefix <run>-<name> (then in $prefix).
+start_boxoffice() {
+  local name=$1 port=$2 db
+  db="bo_${run//[^a-z0-9]/_}_$name"
+  shift 2
+  prefix="$run-$name"
+  dbs+=("$db")
+  psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+  env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$PG_BASE/$db" REDIS_URL="$REDIS_URL" \
+      REDIS_PREFIX="$prefix" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" RUST_LOG=warn "$@" \
+      target/release/boxoffice serve >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  cat "$work/$name.log" >&2; echo "boxoffice $name did not start" >&2; exit 1
+}
+
+stop_boxoffices() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+lib_cleanup() {
+  stop_boxoffices
+  for db in "${dbs[@]}"; do
+    psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  done
+  rcli --scan --pattern "$run*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
