@@ -9,14 +9,14 @@
 --          of it is in flight) | 'check' (a payment began and its claim ended:
 --          whether it committed is Postgres's to say) | 'released' (a live hold
 --          was freed) | 'ok' (it had lapsed or was cancelled already)
-local r = redis.call('HMGET', KEYS[1], 'u', 'sc', 'i', 'st', 'pay')
+local r = redis.call('HMGET', KEYS[1], R_USER, R_SCHEDULE, R_INDEX, R_STATE, R_PAYING)
 if not r[1] or r[1] ~= ARGV[1] then
   return 'missing'
 end
-if r[4] == 'C' then
+if r[4] == CONFIRMED then
   return 'confirmed'
 end
-if r[4] == 'P' and r[5] then
+if r[4] == PENDING and r[5] then
   if paying(r[5], now_ms()) then
     return 'paying'
   end
@@ -25,9 +25,9 @@ if r[4] == 'P' and r[5] then
   end
 end
 local freed = 0
-if r[4] == 'P' then
+if r[4] == PENDING then
   freed = release_seat(ARGV[3], r[2], r[3], ARGV[2])
-  redis.call('HSET', KEYS[1], 'st', 'X')
+  redis.call('HSET', KEYS[1], R_STATE, CANCELED)
   redis.call('ZREM', KEYS[2], ARGV[2])
 end
 if freed == 1 then

@@ -33,7 +33,8 @@ redis.call('ZADD', KEYS[3], expires, idx)
 redis.call('SETBIT', KEYS[7], idx, 1)
 redis.call('ZADD', KEYS[5], expires, ARGV[3])
 redis.call('PEXPIREAT', KEYS[5], expires)
-redis.call('HSET', KEYS[6], 'u', ARGV[1], 'sc', ARGV[7], 'i', idx, 'n', ARGV[8],
-  'd', ARGV[9], 'p', ARGV[10], 'e', expires, 'st', 'P')
+redis.call('HSET', KEYS[6], R_USER, ARGV[1], R_SCHEDULE, ARGV[7], R_INDEX, idx,
+  R_SEAT_NO, ARGV[8], R_SEAT_ID, ARGV[9], R_PRICE, ARGV[10], R_EXPIRES, expires,
+  R_STATE, PENDING)
 redis.call('PEXPIREAT', KEYS[6], expires + tonumber(ARGV[6]))
 return {'ok', expires, lapsed}

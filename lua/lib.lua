@@ -1,6 +1,8 @@
--- lib.lua: helpers shared by the booking scripts. The service prepends this
--- file to a script's own text when it loads it (src/store/redis.rs), so each
--- script stays one EVALSHA and one round trip.
+-- lib.lua: helpers shared by every script. The service sends each script as
+-- one text: the generated prelude of codes (status letters and record field
+-- names: WAITING, T_STATUS, R_STATE, ...; src/store/scripts/codes.rs), this
+-- file, then the script's own file (src/store/scripts/mod.rs). So each script
+-- stays one EVALSHA and one round trip.
 
 -- Redis's clock, in milliseconds.
 local function now_ms()
@@ -12,14 +14,14 @@ end
 -- processed, then still waiting. The caller has checked the token's concert.
 -- Returns 'ok' | 'invalid' | 'expired' | 'waiting'.
 local function gate(token_key, user, now)
-  local r = redis.call('HMGET', token_key, 'u', 's', 'e')
+  local r = redis.call('HMGET', token_key, T_USER, T_STATUS, T_EXPIRES)
   if not r[1] or r[1] ~= user then
     return 'invalid'
   end
-  if r[2] == 'W' then
+  if r[2] == WAITING then
     return 'waiting'
   end
-  if r[2] == 'A' and tonumber(r[3]) > now then
+  if r[2] == ACTIVE and tonumber(r[3]) > now then
     return 'ok'
   end
   return 'expired'
@@ -44,7 +46,7 @@ local function user_holds_key(tag, user)
   return tag .. ':uh:' .. user
 end
 
--- Whether a payment of the reservation whose record field 'pay' is `pay` is in
+-- Whether a payment of the reservation whose record field R_PAYING is `pay` is in
 -- flight (pay_begin.lua notes it; pay_abort.lua and pay_finish.lua clear it).
 local function paying(pay, now)
   return pay and tonumber(pay) > now

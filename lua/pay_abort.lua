@@ -5,14 +5,14 @@
 --
 -- KEYS[1]  reservation record
 -- ARGV[1]  reservation id   ARGV[2] concert tag   ARGV[3] the payment's nonce
-local r = redis.call('HMGET', KEYS[1], 'sc', 'i', 'e', 'st', 'pn')
-if r[4] ~= 'P' or r[5] ~= ARGV[3] then
+local r = redis.call('HMGET', KEYS[1], R_SCHEDULE, R_INDEX, R_EXPIRES, R_STATE, R_NONCE)
+if r[4] ~= PENDING or r[5] ~= ARGV[3] then
   return 0
 end
--- 'pay' ends now rather than going: an earlier payment of the same reservation
+-- R_PAYING ends now rather than going: an earlier payment of the same reservation
 -- may still be in flight, so cancels and reads keep asking Postgres.
 local now = now_ms()
-redis.call('HSET', KEYS[1], 'pay', now)
+redis.call('HSET', KEYS[1], R_PAYING, now)
 local hold = hold_key(ARGV[2], r[1], r[2])
 if redis.call('GET', hold) ~= ARGV[1] then
   return 0

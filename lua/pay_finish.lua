@@ -15,15 +15,15 @@ if redis.call('GET', KEYS[4]) == ARGV[1] then
   unmark_held(KEYS[3], KEYS[9], ARGV[2])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'st', 'C')
-  redis.call('HDEL', KEYS[1], 'pay', 'pn')
+  redis.call('HSET', KEYS[1], R_STATE, CONFIRMED)
+  redis.call('HDEL', KEYS[1], R_PAYING, R_NONCE)
 end
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. now_ms())
-if redis.call('ZCARD', KEYS[5]) > 0 or redis.call('HGET', KEYS[6], 's') ~= 'A' then
+if redis.call('ZCARD', KEYS[5]) > 0 or redis.call('HGET', KEYS[6], T_STATUS) ~= ACTIVE then
   return 0
 end
-redis.call('HSET', KEYS[6], 's', 'P')
+redis.call('HSET', KEYS[6], T_STATUS, PROCESSED)
 redis.call('PEXPIRE', KEYS[6], ARGV[4])
 redis.call('ZREM', KEYS[7], ARGV[3])
 if redis.call('GET', KEYS[8]) == ARGV[3] then

@@ -13,8 +13,7 @@
 -- ARGV[7]  user index key prefix   ARGV[8] marker ttl ms
 -- returns  {waiting count, active count, admitted {token, user, ...}, expired {token, user, ...},
 --           dropped {token, user, ...}, active expiry ms of this tick's admissions}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local rate, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local idle, keep, rec, uidx = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local LIMIT = 5000 -- per step and tick, so one tick stays short
@@ -24,10 +23,10 @@ local LIMIT = 5000 -- per step and tick, so one tick stays short
 -- token, or '' when nothing ended (the caller then reports nothing).
 local function finish(token, from)
   local key = rec .. token
-  local r = redis.call('HMGET', key, 'u', 's')
+  local r = redis.call('HMGET', key, T_USER, T_STATUS)
   local user = r[1]
   if user and r[2] == from then
-    redis.call('HSET', key, 's', 'X')
+    redis.call('HSET', key, T_STATUS, EXPIRED)
     redis.call('PEXPIRE', key, keep)
     if redis.call('GET', uidx .. user) == token then
       redis.call('DEL', uidx .. user)
@@ -41,7 +40,7 @@ local expired = {}
 for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, LIMIT)) do
   redis.call('ZREM', KEYS[3], token)
   expired[#expired + 1] = token
-  expired[#expired + 1] = finish(token, 'A')
+  expired[#expired + 1] = finish(token, ACTIVE)
 end
 
 local dropped = {}
@@ -49,7 +48,7 @@ for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - idle, 
   redis.call('ZREM', KEYS[2], token)
   redis.call('ZREM', KEYS[1], token)
   dropped[#dropped + 1] = token
-  dropped[#dropped + 1] = finish(token, 'W')
+  dropped[#dropped + 1] = finish(token, WAITING)
 end
 
 local b = redis.call('HMGET', KEYS[4], 'tokens', 'at')
@@ -71,9 +70,9 @@ if n > 0 then
     local token = popped[i]
     local key = rec .. token
     redis.call('ZREM', KEYS[2], token)
-    local user = redis.call('HGET', key, 'u')
+    local user = redis.call('HGET', key, T_USER)
     if user then
-      redis.call('HSET', key, 's', 'A', 'a', now, 'e', until_ms)
+      redis.call('HSET', key, T_STATUS, ACTIVE, T_ADMITTED, now, T_EXPIRES, until_ms)
       redis.call('PEXPIRE', key, ttl + tonumber(keep))
       redis.call('PEXPIRE', uidx .. user, ttl)
       redis.call('ZADD', KEYS[3], until_ms, token)

@@ -7,18 +7,18 @@
 -- KEYS[5]  user index   KEYS[6] user's holds zset
 -- ARGV[1]  token   ARGV[2] user id   ARGV[3] retention ms of an ended record
 -- ARGV[4]  concert tag (reservation records and seat holds are found from it)
--- returns  nil when unknown or another user's; else {status it had (W/A/X/P),
+-- returns  nil when unknown or another user's; else {status letter it had,
 --          holds released}
-local r = redis.call('HMGET', KEYS[1], 'u', 's')
+local r = redis.call('HMGET', KEYS[1], T_USER, T_STATUS)
 if not r[1] or r[1] ~= ARGV[2] then
   return nil
 end
 local released = 0
-if r[2] == 'W' or r[2] == 'A' then
+if r[2] == WAITING or r[2] == ACTIVE then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
-  redis.call('HSET', KEYS[1], 's', 'X')
+  redis.call('HSET', KEYS[1], T_STATUS, EXPIRED)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   if redis.call('GET', KEYS[5]) == ARGV[1] then
     redis.call('DEL', KEYS[5])
@@ -26,10 +26,10 @@ if r[2] == 'W' or r[2] == 'A' then
   local now = now_ms()
   for _, rid in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
     local rec = reservation_key(ARGV[4], rid)
-    local h = redis.call('HMGET', rec, 'sc', 'i', 'st', 'pay')
-    if h[3] == 'P' and not paying(h[4], now) then
+    local h = redis.call('HMGET', rec, R_SCHEDULE, R_INDEX, R_STATE, R_PAYING)
+    if h[3] == PENDING and not paying(h[4], now) then
       released = released + release_seat(ARGV[4], h[1], h[2], rid)
-      redis.call('HSET', rec, 'st', 'X')
+      redis.call('HSET', rec, R_STATE, CANCELED)
       redis.call('ZREM', KEYS[6], rid)
     end
   end

@@ -5,15 +5,14 @@
 -- KEYS[5]  user index   KEYS[6] listed marker (see queue_join.lua)
 -- ARGV[1]  token   ARGV[2] user id   ARGV[3] waiting record ttl ms   ARGV[4] marker ttl ms
 -- returns  nil when unknown or another user's; else
---          {status W/A/X/P, position|0, expires ms|0, active count, needs listing 0/1}
-local r = redis.call('HMGET', KEYS[1], 'u', 's', 'e')
+--          {status letter, position|0, expires ms|0, active count, needs listing 0/1}
+local r = redis.call('HMGET', KEYS[1], T_USER, T_STATUS, T_EXPIRES)
 if not r[1] or r[1] ~= ARGV[2] then
   return nil
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local status = r[2]
-if status == 'W' then
+if status == WAITING then
   local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
   if rank then
     local ttl = tonumber(ARGV[3])
@@ -25,14 +24,14 @@ if status == 'W' then
       redis.call('SET', KEYS[6], 1, 'PX', ARGV[4])
       listing = 1
     end
-    return {'W', rank + 1, 0, redis.call('ZCARD', KEYS[4]), listing}
+    return {WAITING, rank + 1, 0, redis.call('ZCARD', KEYS[4]), listing}
   end
-  status = 'X'
-elseif status == 'A' then
+  status = EXPIRED
+elseif status == ACTIVE then
   if tonumber(r[3]) > now then
-    return {'A', 0, tonumber(r[3]), 0, 0}
+    return {ACTIVE, 0, tonumber(r[3]), 0, 0}
   end
   -- expired, and the admission tick has not tidied it yet
-  status = 'X'
+  status = EXPIRED
 end
 return {status, 0, 0, 0, 0}

@@ -13,10 +13,10 @@ for i = 3, #ARGV, 2 do
     fresh = fresh + 1
   end
   local rec = reservation_key(ARGV[1], rid)
-  local r = redis.call('HMGET', rec, 'u', 'st')
-  if r[1] and r[2] ~= 'C' then
-    redis.call('HSET', rec, 'st', 'C')
-    redis.call('HDEL', rec, 'pay', 'pn')
+  local r = redis.call('HMGET', rec, R_USER, R_STATE)
+  if r[1] and r[2] ~= CONFIRMED then
+    redis.call('HSET', rec, R_STATE, CONFIRMED)
+    redis.call('HDEL', rec, R_PAYING, R_NONCE)
     redis.call('ZREM', user_holds_key(ARGV[1], r[1]), rid)
     local hold = hold_key(ARGV[1], ARGV[2], idx)
     if redis.call('GET', hold) == rid then

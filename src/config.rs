@@ -10,8 +10,13 @@ use std::time::Duration;
 /// anyone who reads this file can mint tokens, which is why start-up warns loudly.
 pub const DEV_AUTH_SECRET: &str = "boxoffice-dev-secret-do-not-use-in-production";
 
-/// The whole configuration of one `boxoffice serve` process.
-#[derive(Clone, Debug)]
+/// A request still running after this long is answered `503`. (Not set from
+/// the environment: payments and idempotency claims are sized from it.)
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole configuration of one `boxoffice serve` process. Its `Debug` form
+/// hides the secrets, so a configuration can be logged.
+#[derive(Clone)]
 pub struct Config {
     pub http_addr: SocketAddr,
     pub redis_url: String,
@@ -32,6 +37,28 @@ pub struct Config {
     /// of `booking::recovery`).
     pub sold_catch_up: Duration,
     pub redis_prefix: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HIDDEN: &str = "<hidden>";
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("redis_url", &self.redis_url)
+            .field("database_url", &self.database_url)
+            .field("auth_secret", &HIDDEN)
+            .field("auth_secret_is_default", &self.auth_secret_is_default)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| HIDDEN))
+            .field("admission_rate", &self.admission_rate)
+            .field("max_active", &self.max_active)
+            .field("active_ttl", &self.active_ttl)
+            .field("hold_ttl", &self.hold_ttl)
+            .field("max_holds_per_user", &self.max_holds_per_user)
+            .field("waiting_idle", &self.waiting_idle)
+            .field("sold_catch_up", &self.sold_catch_up)
+            .field("redis_prefix", &self.redis_prefix)
+            .finish()
+    }
 }
 
 /// A variable that is present but unusable.
@@ -188,6 +215,19 @@ mod tests {
             assert_eq!(err.var, var);
             assert!(err.to_string().starts_with(&format!("invalid {var}=")));
         }
+    }
+
+    #[test]
+    fn debug_output_hides_the_secrets() {
+        let c = config(&[
+            ("ADMIN_KEY", "admin-key-value"),
+            ("AUTH_SECRET", "auth-secret-value-0123"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("admin-key-value"), "{shown}");
+        assert!(!shown.contains("auth-secret-value-0123"), "{shown}");
+        assert!(shown.contains("admission_rate: 100"), "{shown}");
     }
 
     #[test]

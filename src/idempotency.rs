@@ -7,18 +7,22 @@
 //! transaction, so either both happen or neither does. Only successes are kept: a
 //! failed request releases its claim and may be retried with the same key. A
 //! claim whose process died expires after [`CLAIM_TTL`] and can be taken over.
+//!
+//! Both idempotent endpoints go through [`once`] the same way: it claims the
+//! key (or finds the answer to replay), runs the effect with the claim, and
+//! releases the claim if the effect fails.
 
 use crate::error::{Error, Result};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
+use std::future::Future;
 use std::time::Duration;
 
 /// How long a claimed key stays locked while its request runs: longer than any
 /// request may run, so a claim never expires under a request still working.
 pub const CLAIM_TTL: Duration = Duration::from_secs(60);
-const _: () = assert!(CLAIM_TTL.as_secs() >= 2 * crate::http::REQUEST_TIMEOUT.as_secs());
+const _: () = assert!(CLAIM_TTL.as_secs() >= 2 * crate::config::REQUEST_TIMEOUT.as_secs());
 /// How long a stored answer is kept (API.md: at least 24 h).
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// The longest key accepted.
@@ -42,37 +46,87 @@ pub enum Begin {
     Replay(StoredAnswer),
 }
 
-/// A first successful answer, kept byte for byte.
+/// A first successful answer, kept byte for byte: its HTTP status and JSON body.
 #[derive(Debug)]
 pub struct StoredAnswer {
-    pub status: StatusCode,
+    pub status: u16,
     pub body: String,
 }
 
-impl IntoResponse for StoredAnswer {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, self.body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        response
-    }
+/// A request that may carry an `Idempotency-Key`: whose, to which endpoint,
+/// and the status its success answers with.
+pub struct Request<'a> {
+    pub user_id: i64,
+    pub endpoint: &'static str,
+    /// The JSON body, compared with a retry's.
+    pub body: &'a serde_json::Value,
+    pub success_status: u16,
+}
+
+/// What [`once`] gives back.
+pub enum Answer<T> {
+    /// The effect ran now.
+    Fresh(T),
+    /// The key was answered before: the same answer again, nothing done.
+    Replay(StoredAnswer),
+}
+
+/// Runs `effect` at most once per key: with no key it just runs; with a new
+/// key it runs holding the key's [`Claim`] (the effect stores its answer with
+/// [`Claim::complete`] in its own transaction); with an answered key it does
+/// not run and the stored answer comes back.
+///
+/// The effect runs in a task of its own, so a client that goes away cannot cut
+/// it short between its commit and what follows (a payment's Redis step), and
+/// a failed effect always gives its key back.
+pub async fn once<T, Fut>(
+    pg: &PgPool,
+    request: Request<'_>,
+    key: Option<&str>,
+    effect: impl FnOnce(Option<Claim>) -> Fut,
+) -> Result<Answer<T>>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+{
+    let claim = match key {
+        None => None,
+        Some(key) => match begin(pg, &request, key).await? {
+            Begin::Replay(answer) => {
+                metrics::counter!("idempotent_replays_total", "endpoint" => request.endpoint)
+                    .increment(1);
+                return Ok(Answer::Replay(answer));
+            }
+            Begin::Proceed(claim) => Some(claim),
+        },
+    };
+    let run = effect(claim.clone());
+    let pg = pg.clone();
+    tokio::spawn(async move {
+        let done = run.await;
+        if done.is_err()
+            && let Some(claim) = claim
+        {
+            claim.release(&pg).await;
+        }
+        done
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("idempotent request task: {e}")))?
+    .map(Answer::Fresh)
 }
 
 /// A key this request holds while it runs. `locked_until` doubles as the owner's
 /// token: completing or releasing touches the row only while it is still this
 /// claim, so a request whose claim was taken over cannot overwrite or free the
 /// claim of the request that took it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Claim {
     user_id: i64,
     endpoint: &'static str,
     key: String,
     locked_until: DateTime<Utc>,
+    success_status: u16,
 }
 
 /// Claims `key` for this user and endpoint, or finds its stored answer.
@@ -81,14 +135,14 @@ pub struct Claim {
 /// - same key and same JSON body, answered: [`Begin::Replay`];
 /// - same key, another body: `422 idempotency_key_reused`;
 /// - same key, first request still running: `409 idempotency_key_in_use`.
-pub async fn begin(
-    pg: &PgPool,
-    user_id: i64,
-    endpoint: &'static str,
-    key: &str,
-    request: &serde_json::Value,
-) -> Result<Begin> {
+pub async fn begin(pg: &PgPool, request: &Request<'_>, key: &str) -> Result<Begin> {
     validate_key(key)?;
+    let Request {
+        user_id,
+        endpoint,
+        body: request_body,
+        success_status,
+    } = *request;
     let claimed: Option<DateTime<Utc>> = sqlx::query_scalar(
         "INSERT INTO idempotency_key (user_id, endpoint, key, request, locked_until)
          VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
@@ -102,7 +156,7 @@ pub async fn begin(
     .bind(user_id)
     .bind(endpoint)
     .bind(key)
-    .bind(request)
+    .bind(request_body)
     .bind(CLAIM_TTL.as_millis() as i64)
     .fetch_optional(pg)
     .await?;
@@ -112,6 +166,7 @@ pub async fn begin(
             endpoint,
             key: key.to_owned(),
             locked_until,
+            success_status,
         }));
     }
     let row: Option<(bool, Option<i16>, Option<String>)> = sqlx::query_as(
@@ -121,18 +176,18 @@ pub async fn begin(
     .bind(user_id)
     .bind(endpoint)
     .bind(key)
-    .bind(request)
+    .bind(request_body)
     .fetch_optional(pg)
     .await?;
     match row {
         // Released between our two statements: the key is free again.
-        None => Box::pin(begin(pg, user_id, endpoint, key, request)).await,
+        None => Box::pin(begin(pg, request, key)).await,
         Some((false, _, _)) => Err(Error::Unprocessable {
             code: "idempotency_key_reused",
             message: "this Idempotency-Key was used with another request body".into(),
         }),
         Some((true, Some(status), Some(body))) => Ok(Begin::Replay(StoredAnswer {
-            status: StatusCode::from_u16(status as u16)
+            status: u16::try_from(status)
                 .map_err(|_| Error::Internal(format!("stored status {status}")))?,
             body,
         })),
@@ -151,12 +206,8 @@ impl Claim {
     /// Stores the answer, inside the transaction that makes the request's effect.
     /// If the claim is no longer this request's, refuses with `409`, which rolls
     /// the effect back: the request that holds the key now is the one that counts.
-    pub async fn complete(
-        &self,
-        tx: &mut PgConnection,
-        status: StatusCode,
-        body: &str,
-    ) -> Result<()> {
+    pub async fn complete(&self, tx: &mut PgConnection, answer: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_string(answer).map_err(|e| Error::Internal(e.to_string()))?;
         let stored = sqlx::query(
             "UPDATE idempotency_key SET status_code = $5, response = $6
               WHERE user_id = $1 AND endpoint = $2 AND key = $3
@@ -166,7 +217,7 @@ impl Claim {
         .bind(self.endpoint)
         .bind(&self.key)
         .bind(self.locked_until)
-        .bind(status.as_u16() as i16)
+        .bind(self.success_status as i16)
         .bind(body)
         .execute(tx)
         .await?;

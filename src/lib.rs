@@ -24,7 +24,6 @@ pub mod users;
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::store::{Keys, Redis};
-use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
@@ -35,20 +34,27 @@ use tokio::task::JoinSet;
 /// How long `serve` waits for Postgres at start before giving up.
 const POSTGRES_START_PATIENCE: Duration = Duration::from_secs(30);
 
-/// What every request handler can reach.
+/// The running service: its stores, caches and settings.
+///
+/// Domain operations (what a handler calls) take `&AppState`, and reach for
+/// the parts they need. The one exception is a Postgres-only operation that
+/// must also run without a service (the catalog writes of `seed-demo`) or
+/// inside a caller's transaction: it takes a Postgres executor.
 pub struct AppState {
     pub config: Config,
     pub pg: PgPool,
     pub redis: Redis,
     pub keys: Keys,
     pub tokens: TokenKeys,
+    /// Concerts and schedule lists, kept for a second.
     pub catalog: catalog::CatalogCache,
+    /// Each schedule's seats, kept while the process lives.
+    pub seats: catalog::SeatCache,
     pub queue: queue::QueueSettings,
     pub audit: queue::audit::Audit,
     pub booking: booking::Booking,
     /// This process's id, e.g. as the admission lease's holder.
     pub instance_id: String,
-    pub metrics: &'static PrometheusHandle,
 }
 
 /// Why the service could not start.
@@ -97,7 +103,7 @@ impl App {
             keys: Keys::new(config.redis_prefix.clone()),
             tokens: TokenKeys::new(&config.auth_secret),
             catalog: catalog::CatalogCache::default(),
-            metrics: telemetry::metrics(),
+            seats: catalog::SeatCache::default(),
             config,
             pg,
             redis,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::proxy::{Proxy, host_port, through};
-use common::{Env, TestApp, assert_error, eventually};
+use common::{Env, TestApp, assert_error, eventually, expect_status};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -47,10 +47,15 @@ impl Fan {
     }
 }
 
-async fn fan(app: &TestApp, concert: i64, balance: i64) -> Fan {
+/// Err says which step of the fan's way in failed: the charge, the join, or
+/// the wait to be admitted (10 s).
+async fn fan(app: &TestApp, concert: i64, balance: i64) -> Result<Fan, String> {
     let (id, auth) = app.new_user().await;
     if balance > 0 {
-        assert_eq!(app.charge(&auth, balance).await.0, StatusCode::OK);
+        let (status, body) = app.charge(&auth, balance).await;
+        if status != StatusCode::OK {
+            return Err(format!("charging {balance}: {status}: {body}"));
+        }
     }
     let (status, body) = app
         .post(
@@ -59,8 +64,10 @@ async fn fan(app: &TestApp, concert: i64, balance: i64) -> Fan {
             json!({"concert_id": concert}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
+    let token = match body["token"].as_str() {
+        Some(token) if status == StatusCode::CREATED => token.to_owned(),
+        _ => return Err(format!("joining the queue: {status}: {body}")),
+    };
     eventually(Duration::from_secs(10), || async {
         let (_, t) = app
             .get(
@@ -71,8 +78,8 @@ async fn fan(app: &TestApp, concert: i64, balance: i64) -> Fan {
         (t["status"] == "ACTIVE").then_some(())
     })
     .await
-    .expect("admitted");
-    Fan { id, auth, token }
+    .ok_or_else(|| format!("token {token} not ACTIVE within 10 s"))?;
+    Ok(Fan { id, auth, token })
 }
 
 async fn hold(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> (StatusCode, Value) {
@@ -84,10 +91,13 @@ async fn hold(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> (StatusCod
     .await
 }
 
+/// Arranges a hold: the reservation id, or a panic naming the seat. Where
+/// getting the seat is what a test is about, it calls `hold` and asserts.
 async fn held(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> i64 {
-    let got = hold(app, f, schedule, seat_no).await;
-    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
-    got.1["id"].as_i64().unwrap()
+    let answer = hold(app, f, schedule, seat_no).await;
+    let step = format!("holding seat {seat_no} of schedule {schedule}");
+    let body = expect_status(answer, StatusCode::CREATED, &step);
+    body["id"].as_i64().expect("a hold has a reservation id")
 }
 
 async fn pay(app: &TestApp, f: &Fan, reservation: i64, key: Option<&str>) -> (StatusCode, Value) {
@@ -127,13 +137,13 @@ async fn leave(app: &TestApp, f: &Fan) -> (StatusCode, Value) {
 
 /// The seat numbers of the map filtered by `?status=`.
 async fn seats_in(app: &TestApp, f: &Fan, schedule: i64, status: &str) -> Vec<i64> {
-    let (code, body) = app
+    let answer = app
         .get(
             &format!("/schedules/{schedule}/seats?status={status}"),
             &f.headers(),
         )
         .await;
-    assert_eq!(code, StatusCode::OK, "{body}");
+    let body = expect_status(answer, StatusCode::OK, "reading the seat map");
     body["seats"]
         .as_array()
         .unwrap()
@@ -144,10 +154,10 @@ async fn seats_in(app: &TestApp, f: &Fan, schedule: i64, status: &str) -> Vec<i6
 
 /// seat_no -> status, from the seat map.
 async fn seat_states(app: &TestApp, f: &Fan, schedule: i64) -> Vec<(i64, String)> {
-    let (status, body) = app
+    let answer = app
         .get(&format!("/schedules/{schedule}/seats"), &f.headers())
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = expect_status(answer, StatusCode::OK, "reading the seat map");
     body["seats"]
         .as_array()
         .unwrap()
@@ -171,10 +181,10 @@ async fn seat_state(app: &TestApp, f: &Fan, schedule: i64, seat_no: i64) -> Stri
 }
 
 async fn available(app: &TestApp, f: &Fan, concert: i64) -> i64 {
-    let (status, body) = app
+    let answer = app
         .get(&format!("/concerts/{concert}/schedules"), &f.headers())
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = expect_status(answer, StatusCode::OK, "reading the schedules");
     body["items"][0]["available_seats"].as_i64().unwrap()
 }
 
@@ -200,7 +210,11 @@ async fn confirmed_count(app: &TestApp) -> i64 {
 async fn fifty_fans_race_for_one_seat_and_exactly_one_gets_it() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(10, 1000).await;
-    let fans = join_all((0..50).map(|_| fan(&app, concert, 0))).await;
+    let fans = join_all((0..50).map(|_| fan(&app, concert, 0)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("50 fans admitted");
     let results = join_all(fans.iter().map(|f| hold(&app, f, schedule, 7))).await;
     let winners: Vec<_> = results
         .iter()
@@ -234,8 +248,8 @@ async fn hold_rules_in_the_contracts_order() {
     let app = spawn(&[("MAX_HOLDS_PER_USER", "2")]).await;
     let (concert, schedule) = app.new_concert(10, 1000).await;
     let (other_concert, other_schedule) = app.new_concert(5, 500).await;
-    let a = fan(&app, concert, 0).await;
-    let b = fan(&app, concert, 0).await;
+    let a = fan(&app, concert, 0).await.expect("admitted");
+    let b = fan(&app, concert, 0).await.expect("admitted");
 
     assert_error(
         &hold(&app, &a, 987_654_321, 1).await,
@@ -328,13 +342,16 @@ async fn hold_rules_in_the_contracts_order() {
     );
     assert_eq!(reservation(&app, &a, r1).await.1["status"], "CANCELED");
     assert_eq!(seat_state(&app, &a, schedule, 1).await, "AVAILABLE");
-    let r3 = held(&app, &b, schedule, 1).await;
+    let got = hold(&app, &b, schedule, 1).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+    let r3 = got.1["id"].as_i64().unwrap();
     assert!(r3 != r1 && r3 != r2, "ids are never reused");
-    let r4 = held(&app, &a, schedule, 3).await;
+    // The cancel gave a's hold back: under the limit again.
+    let got = hold(&app, &a, schedule, 3).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
     assert_eq!(available(&app, &a, concert).await, 7);
     let held_seats: Vec<i64> = seats_in(&app, &a, schedule, "HELD").await;
     assert_eq!(held_seats, vec![1, 2, 3]);
-    let _ = r4;
     // Nothing of this reached Postgres.
     assert_eq!(confirmed_count(&app).await, 0);
     app.assert_ledger().await;
@@ -344,8 +361,8 @@ async fn hold_rules_in_the_contracts_order() {
 async fn holds_lapse_by_themselves_and_a_lapsed_hold_cannot_be_paid() {
     let app = spawn(&[("HOLD_TTL_SECS", "1")]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
-    let b = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
+    let b = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 4).await;
     assert_eq!(seat_state(&app, &a, schedule, 4).await, "HELD");
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -355,7 +372,9 @@ async fn holds_lapse_by_themselves_and_a_lapsed_hold_cannot_be_paid() {
     assert_error(&pay(&app, &a, r, None).await, 410, "hold_expired");
     assert_eq!(app.balance(&a.auth).await, 5000, "nothing debited");
     // The seat is anyone's again, and the lapsed hold no longer counts.
-    let rb = held(&app, &b, schedule, 4).await;
+    let got = hold(&app, &b, schedule, 4).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+    let rb = got.1["id"].as_i64().unwrap();
     assert_error(&pay(&app, &a, r, None).await, 410, "hold_expired");
     assert_eq!(pay(&app, &b, rb, None).await.0, StatusCode::CREATED);
     assert_eq!(confirmed_count(&app).await, 1);
@@ -372,7 +391,7 @@ async fn holds_lapse_by_themselves_and_a_lapsed_hold_cannot_be_paid() {
 async fn a_payment_from_short_balance_to_sold_seat_and_processed_token() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(20, 1500).await;
-    let a = fan(&app, concert, 1000).await;
+    let a = fan(&app, concert, 1000).await.expect("admitted");
     let r = held(&app, &a, schedule, 10).await;
     assert_error(&pay(&app, &a, r, None).await, 402, "insufficient_balance");
     assert_eq!(app.balance(&a.auth).await, 1000);
@@ -412,7 +431,7 @@ async fn a_payment_from_short_balance_to_sold_seat_and_processed_token() {
     let got = cancel(&app, &a, r).await;
     assert_error(&got, 409, "already_confirmed");
 
-    let b = fan(&app, concert, 5000).await;
+    let b = fan(&app, concert, 5000).await.expect("admitted");
     assert_eq!(seat_state(&app, &b, schedule, 10).await, "SOLD");
     assert_error(&hold(&app, &b, schedule, 10).await, 409, "seat_unavailable");
     assert_eq!(available(&app, &b, concert).await, 19);
@@ -437,7 +456,7 @@ async fn a_payment_from_short_balance_to_sold_seat_and_processed_token() {
 async fn eight_concurrent_payments_of_one_hold_debit_once() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 100_000).await;
+    let a = fan(&app, concert, 100_000).await.expect("admitted");
     let r = held(&app, &a, schedule, 1).await;
     let results = join_all((0..8).map(|_| pay(&app, &a, r, None))).await;
     let ok = results
@@ -454,7 +473,7 @@ async fn eight_concurrent_payments_of_one_hold_debit_once() {
     assert_eq!(app.balance(&a.auth).await, 99_000);
 
     // And with one key: one payment, the others replay it or wait their turn.
-    let b = fan(&app, concert, 100_000).await;
+    let b = fan(&app, concert, 100_000).await.expect("admitted");
     let rb = held(&app, &b, schedule, 2).await;
     let results = join_all((0..8).map(|_| pay(&app, &b, rb, Some("same-key")))).await;
     let bodies: HashSet<String> = results
@@ -475,7 +494,7 @@ async fn eight_concurrent_payments_of_one_hold_debit_once() {
 async fn the_token_is_processed_only_when_no_hold_is_left() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 10_000).await;
+    let a = fan(&app, concert, 10_000).await.expect("admitted");
     let r1 = held(&app, &a, schedule, 1).await;
     let r2 = held(&app, &a, schedule, 2).await;
     assert_eq!(pay(&app, &a, r1, None).await.0, StatusCode::CREATED);
@@ -493,8 +512,8 @@ async fn the_token_is_processed_only_when_no_hold_is_left() {
 async fn leaving_the_queue_releases_the_holds() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 0).await;
-    let b = fan(&app, concert, 0).await;
+    let a = fan(&app, concert, 0).await.expect("admitted");
+    let b = fan(&app, concert, 0).await.expect("admitted");
     let r1 = held(&app, &a, schedule, 1).await;
     let r2 = held(&app, &a, schedule, 2).await;
     assert_eq!(available(&app, &b, concert).await, 3);
@@ -505,7 +524,9 @@ async fn leaving_the_queue_releases_the_holds() {
     assert_eq!(reservation(&app, &a, r1).await.1["status"], "CANCELED");
     assert_eq!(reservation(&app, &a, r2).await.1["status"], "CANCELED");
     assert_error(&pay(&app, &a, r1, None).await, 401, "queue_token_expired");
-    held(&app, &b, schedule, 1).await;
+    // The released seats are anyone's again.
+    let got = hold(&app, &b, schedule, 1).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
     app.assert_ledger().await;
 }
 
@@ -513,12 +534,12 @@ async fn leaving_the_queue_releases_the_holds() {
 async fn a_hold_that_lapses_while_its_payment_runs_is_honoured_and_never_resold() {
     let app = spawn(&[("HOLD_TTL_SECS", "1")]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
-    let b = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
+    let b = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 3).await;
     // Postgres is slow for this payment: its balance row is locked elsewhere.
     let mut blocker = app.pg.begin().await.unwrap();
-    sqlx::query("SELECT amount FROM balance WHERE user_id = $1 FOR UPDATE")
+    sqlx::query("SELECT balance FROM balance WHERE user_id = $1 FOR UPDATE")
         .bind(a.id)
         .execute(&mut *blocker)
         .await
@@ -560,14 +581,16 @@ async fn a_hold_that_lapses_while_its_payment_runs_is_honoured_and_never_resold(
 async fn sold_seats_survive_a_redis_flush_and_a_restart() {
     let mut app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 2).await;
     assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
 
     app.flush_redis().await;
     let restarted = app.sibling(env(&[])).await;
     app.shutdown().await;
-    let b = fan(&restarted, concert, 5000).await;
+    let b = fan(&restarted, concert, 5000)
+        .await
+        .expect("the restarted server admits");
     assert_eq!(seat_state(&restarted, &b, schedule, 2).await, "SOLD");
     assert_error(
         &hold(&restarted, &b, schedule, 2).await,
@@ -591,7 +614,9 @@ async fn sold_seats_survive_a_redis_flush_and_a_restart() {
 
     // A flush while the server runs: the missing marker brings a rebuild.
     restarted.flush_redis().await;
-    let c = fan(&restarted, concert, 0).await;
+    let c = fan(&restarted, concert, 0)
+        .await
+        .expect("admitted after the flush");
     let rebuilt = eventually(Duration::from_secs(15), || async {
         (seat_state(&restarted, &c, schedule, 2).await == "SOLD").then_some(())
     })
@@ -604,18 +629,16 @@ async fn sold_seats_survive_a_redis_flush_and_a_restart() {
 async fn postgres_refuses_a_second_sale_before_redis_knows_the_first() {
     let app = spawn(&[("SOLD_CATCH_UP_SECS", "1")]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
-    let b = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
+    let b = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 1).await;
     assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
     // Redis loses the SOLD bit (as in the window before a rebuild).
     let redis = common::redis().await;
-    let _: i64 = fred::interfaces::KeysInterface::del(
-        &redis,
-        format!("{}:{{c:{concert}}}:s:{schedule}:sold", app.prefix),
-    )
-    .await
-    .unwrap();
+    let sold = app.keys().booking(concert).sold(schedule);
+    let _: i64 = fred::interfaces::KeysInterface::del(&redis, sold)
+        .await
+        .unwrap();
     let tried = hold(&app, &b, schedule, 1).await;
     if tried.0 == StatusCode::CREATED {
         // The catch-up has not marked it yet: Postgres is the last line.
@@ -639,7 +662,7 @@ async fn postgres_refuses_a_second_sale_before_redis_knows_the_first() {
 async fn a_50000_seat_map_in_one_answer() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(50_000, 1000).await;
-    let a = fan(&app, concert, 10_000).await;
+    let a = fan(&app, concert, 10_000).await.expect("admitted");
     let r = held(&app, &a, schedule, 49_999).await;
     held(&app, &a, schedule, 1).await;
     assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
@@ -669,7 +692,7 @@ async fn a_50000_seat_map_in_one_answer() {
 async fn bad_booking_input_is_refused_and_changes_nothing() {
     let app = spawn(&[]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 1).await;
     let before = app.table_counts().await;
     let keys_before: HashSet<String> = app.redis_keys().await.into_iter().collect();
@@ -802,7 +825,7 @@ async fn bad_booking_input_is_refused_and_changes_nothing() {
 async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
     let app = spawn(&[("SOLD_CATCH_UP_SECS", "1")]).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 2).await;
     held(&app, &a, schedule, 3).await; // keeps the token ACTIVE after the sale
     assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
@@ -810,15 +833,15 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
     // record still PENDING with its payment noted, the seat not SOLD, the
     // payment's claim on the seat lapsed.
     let redis = common::redis().await;
-    let tag = format!("{}:{{c:{concert}}}", app.prefix);
+    let keys = app.keys().booking(concert);
     let _: () = fred::interfaces::HashesInterface::hset(
         &redis,
-        format!("{tag}:r:{r}"),
+        keys.reservation(r),
         [("st", "P"), ("pay", "1")],
     )
     .await
     .unwrap();
-    let _: i64 = fred::interfaces::KeysInterface::del(&redis, format!("{tag}:s:{schedule}:sold"))
+    let _: i64 = fred::interfaces::KeysInterface::del(&redis, keys.sold(schedule))
         .await
         .unwrap();
     assert_eq!(reservation(&app, &a, r).await.1["status"], "CONFIRMED");
@@ -833,7 +856,7 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
     .await;
     assert!(marked.is_some(), "the catch-up marks the sale SOLD");
     let st: Option<String> =
-        fred::interfaces::HashesInterface::hget(&redis, format!("{tag}:r:{r}"), "st")
+        fred::interfaces::HashesInterface::hget(&redis, keys.reservation(r), "st")
             .await
             .unwrap();
     assert_eq!(st.as_deref(), Some("C"));
@@ -847,12 +870,14 @@ async fn holds_need_no_postgres_and_a_payment_during_an_outage_is_a_clean_503() 
     e.pg_server = Some(through(&common::pg_server(), &proxy));
     let app = TestApp::spawn_with(e).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
     let r1 = held(&app, &a, schedule, 1).await;
 
     proxy.cut();
     // The hot paths do not touch Postgres: holds, the seat map, availability.
-    let r2 = held(&app, &a, schedule, 2).await;
+    let got = hold(&app, &a, schedule, 2).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+    let r2 = got.1["id"].as_i64().unwrap();
     assert_eq!(seat_state(&app, &a, schedule, 2).await, "HELD");
     assert_error(&pay(&app, &a, r1, Some("k1")).await, 503, "unavailable");
     proxy.restore();
@@ -876,7 +901,7 @@ async fn a_redis_outage_gives_503s_and_changes_nothing() {
     e.redis_url = Some(through(&common::redis_url(), &proxy));
     let app = TestApp::spawn_with(e).await;
     let (concert, schedule) = app.new_concert(5, 1000).await;
-    let a = fan(&app, concert, 5000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
     let r = held(&app, &a, schedule, 1).await;
     held(&app, &a, schedule, 3).await; // keeps the token ACTIVE after the sale
     // (The queue's audit is written behind, so it is left out of the comparison.)

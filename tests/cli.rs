@@ -62,6 +62,16 @@ async fn migrate_creates_the_database_and_is_repeatable() {
     .await
     .unwrap();
     assert_eq!(tables, 9);
+    // The seed's own column names, for outside tools that read the database.
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public'
+            AND (table_name, column_name) IN (('balance', 'balance'), ('payment', 'price'),
+                                              ('reservation_queue', 'queue_no'))",
+    )
+    .fetch_one(&pg)
+    .await
+    .unwrap();
+    assert_eq!(columns, 3);
     pg.close().await;
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
         "{}/postgres",

@@ -496,28 +496,28 @@ async fn a_taken_over_claim_cannot_complete_or_release() {
     use boxoffice::idempotency::{self, Begin};
     let app = TestApp::spawn().await;
     let body = json!({"amount": 5});
-    let Begin::Proceed(first) = idempotency::begin(&app.pg, 1, "test", "k", &body)
-        .await
-        .unwrap()
-    else {
+    let request = idempotency::Request {
+        user_id: 1,
+        endpoint: "test",
+        body: &body,
+        success_status: 200,
+    };
+    let Begin::Proceed(first) = idempotency::begin(&app.pg, &request, "k").await.unwrap() else {
         panic!("a new key is claimed");
     };
     assert!(
-        matches!(idempotency::begin(&app.pg, 1, "test", "k", &body).await, Err(e) if e.code() == "idempotency_key_in_use")
+        matches!(idempotency::begin(&app.pg, &request, "k").await, Err(e) if e.code() == "idempotency_key_in_use")
     );
     // The first request's process stalls past its claim.
     sqlx::query("UPDATE idempotency_key SET locked_until = now() - interval '1 second'")
         .execute(&app.pg)
         .await
         .unwrap();
-    let Begin::Proceed(second) = idempotency::begin(&app.pg, 1, "test", "k", &body)
-        .await
-        .unwrap()
-    else {
+    let Begin::Proceed(second) = idempotency::begin(&app.pg, &request, "k").await.unwrap() else {
         panic!("an expired claim is taken over");
     };
     let mut tx = app.pg.begin().await.unwrap();
-    let late = first.complete(&mut tx, StatusCode::OK, "{}").await;
+    let late = first.complete(&mut tx, &json!({})).await;
     assert_eq!(late.unwrap_err().code(), "idempotency_key_in_use");
     drop(tx);
     first.release(&app.pg).await;
@@ -528,15 +528,17 @@ async fn a_taken_over_claim_cannot_complete_or_release() {
     assert_eq!(held, 1, "the stale request did not free the new claim");
     let mut tx = app.pg.begin().await.unwrap();
     second
-        .complete(&mut tx, StatusCode::OK, r#"{"ok":true}"#)
+        .complete(&mut tx, &json!({"ok": true}))
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    match idempotency::begin(&app.pg, 1, "test", "k", &body)
-        .await
-        .unwrap()
-    {
-        Begin::Replay(answer) => assert_eq!(answer.body, r#"{"ok":true}"#),
+    match idempotency::begin(&app.pg, &request, "k").await.unwrap() {
+        Begin::Replay(answer) => {
+            assert_eq!(
+                (answer.status, answer.body.as_str()),
+                (200, r#"{"ok":true}"#)
+            )
+        }
         Begin::Proceed(_) => panic!("an answered key replays"),
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Env, TestApp, assert_error, eventually};
+use common::{Env, TestApp, assert_error, eventually, expect_status};
 use fred::prelude::*;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
@@ -28,50 +28,58 @@ async fn join(app: &TestApp, auth: &str, concert: i64) -> (StatusCode, Value) {
     .await
 }
 
+/// The token's status body, for the test to compare. A poll that fails panics
+/// (see `expect_status`); tests about refused polls call `app.get` themselves.
 async fn poll(app: &TestApp, auth: &str, token: &str) -> Value {
-    let (status, body) = app
+    let answer = app
         .get(
             &format!("/queue/tokens/{token}"),
             &[("authorization", auth)],
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
+    expect_status(answer, StatusCode::OK, "polling a token")
 }
 
+/// The token's status body once it reads `want`; None if it does not within
+/// `within`.
 async fn wait_for_status(
     app: &TestApp,
     auth: &str,
     token: &str,
     want: &str,
     within: Duration,
-) -> Value {
+) -> Option<Value> {
     eventually(within, || async {
         let body = poll(app, auth, token).await;
         (body["status"] == want).then_some(body)
     })
     .await
-    .unwrap_or_else(|| panic!("token never became {want}"))
 }
 
 /// ACTIVE tokens of a concert, straight from Redis.
 async fn active_count(app: &TestApp, concert: i64) -> i64 {
     let redis = common::redis().await;
     let n: i64 = redis
-        .zcard(format!("{}:{{c:{concert}}}:active", app.prefix))
+        .zcard(app.keys().queue(concert).active())
         .await
         .unwrap();
     let _ = redis.quit().await;
     n
 }
 
-/// A user admitted to `concert`: (auth, token).
-async fn admitted(app: &TestApp, concert: i64) -> (String, String) {
+/// A new user admitted to `concert`: (auth, token). Err says whether the join
+/// was refused or the token not ACTIVE within 10 s.
+async fn admitted(app: &TestApp, concert: i64) -> Result<(String, String), String> {
     let (_, auth) = app.new_user().await;
-    let (_, body) = join(app, &auth, concert).await;
-    let token = body["token"].as_str().unwrap().to_owned();
-    wait_for_status(app, &auth, &token, "ACTIVE", Duration::from_secs(10)).await;
-    (auth, token)
+    let (status, body) = join(app, &auth, concert).await;
+    let token = match body["token"].as_str() {
+        Some(token) if status == StatusCode::CREATED => token.to_owned(),
+        _ => return Err(format!("joining the queue: {status}: {body}")),
+    };
+    wait_for_status(app, &auth, &token, "ACTIVE", Duration::from_secs(10))
+        .await
+        .ok_or_else(|| format!("token {token} not ACTIVE within 10 s"))?;
+    Ok((auth, token))
 }
 
 /// 200 fans join at once while no slot is free: 200 distinct tokens in places
@@ -80,7 +88,7 @@ async fn admitted(app: &TestApp, concert: i64) -> (String, String) {
 async fn concurrent_joins_get_distinct_tokens_and_exact_places() {
     let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "1"), ("MAX_ACTIVE", "1")])).await;
     let (concert, _) = app.new_concert(10, 100).await;
-    admitted(&app, concert).await; // the one slot is taken: nobody else moves
+    admitted(&app, concert).await.expect("admitted"); // the one slot is taken: nobody else moves
     let users: Vec<String> = join_all((0..200).map(|_| app.new_user()))
         .await
         .into_iter()
@@ -169,7 +177,8 @@ async fn admission_keeps_the_rate_and_the_cap() {
         "ACTIVE",
         Duration::from_secs(5),
     )
-    .await;
+    .await
+    .expect("a freed slot goes to the next in line");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(active_count(&app, concert).await, 12);
     let (_, after) = order[15];
@@ -215,10 +224,7 @@ async fn two_servers_admit_at_one_rate_and_hand_over() {
     );
 
     let redis = common::redis().await;
-    let holder: String = redis
-        .get(format!("{}:admission:lease", a.prefix))
-        .await
-        .unwrap();
+    let holder: String = redis.get(a.keys().admission_lease()).await.unwrap();
     let survivor_is_b = holder == a.instance_id;
     assert!(holder == a.instance_id || holder == b.instance_id);
     if survivor_is_b {
@@ -235,10 +241,7 @@ async fn two_servers_admit_at_one_rate_and_hand_over() {
         took_over.is_some(),
         "nobody admitted within 5 s of the holder's death"
     );
-    let holder: String = redis
-        .get(format!("{}:admission:lease", a.prefix))
-        .await
-        .unwrap();
+    let holder: String = redis.get(a.keys().admission_lease()).await.unwrap();
     assert_eq!(
         holder,
         if survivor_is_b {
@@ -262,7 +265,7 @@ async fn expiry_frees_slots_and_idle_waiters_drop_out() {
     ]))
     .await;
     let (concert, _) = app.new_concert(10, 100).await;
-    let (first_auth, first) = admitted(&app, concert).await;
+    let (first_auth, first) = admitted(&app, concert).await.expect("admitted");
     let mut waiting = Vec::new();
     for _ in 0..3 {
         let (_, auth) = app.new_user().await;
@@ -285,7 +288,9 @@ async fn expiry_frees_slots_and_idle_waiters_drop_out() {
         );
     }
     // The first token's five seconds run out: its slot goes to the keen waiter.
-    let body = wait_for_status(&app, keen_auth, keen, "ACTIVE", Duration::from_secs(8)).await;
+    let body = wait_for_status(&app, keen_auth, keen, "ACTIVE", Duration::from_secs(8))
+        .await
+        .expect("the expired token's slot goes to the keen waiter");
     assert_eq!(body["position"], Value::Null);
     let gone = poll(&app, &first_auth, &first).await;
     assert_eq!(gone["status"], "EXPIRED");
@@ -346,7 +351,7 @@ async fn the_gate_checks_every_row_in_order() {
         401,
         "queue_token_invalid",
     );
-    let (auth, token) = admitted(&app, concert).await;
+    let (auth, token) = admitted(&app, concert).await.expect("admitted");
     assert_error(
         &get(stranger.clone(), Some(token.clone())).await,
         401,
@@ -370,14 +375,14 @@ async fn the_gate_checks_every_row_in_order() {
         json!([{"id": schedule, "start_at": "2027-01-01T19:00:00Z", "seat_count": 7, "available_seats": 7}])
     );
     // A valid token of another concert.
-    let (o_auth, o_token) = admitted(&app, other_concert).await;
+    let (o_auth, o_token) = admitted(&app, other_concert).await.expect("admitted");
     assert_error(
         &get(o_auth.clone(), Some(o_token.clone())).await,
         403,
         "queue_token_wrong_concert",
     );
     // Still waiting: the cap (2) is full.
-    admitted(&app, concert).await;
+    admitted(&app, concert).await.expect("admitted");
     let (_, w_auth) = app.new_user().await;
     let w_token = join(&app, &w_auth, concert).await.1["token"]
         .as_str()
@@ -397,10 +402,7 @@ async fn the_gate_checks_every_row_in_order() {
     // Processed (a paid user; set here until payments exist) and left tokens.
     let redis = common::redis().await;
     let _: () = redis
-        .hset(
-            format!("{}:{{c:{other_concert}}}:tok:{o_token}", app.prefix),
-            ("s", "P"),
-        )
+        .hset(app.keys().queue(other_concert).token(&o_token), ("s", "P"))
         .await
         .unwrap();
     let _ = redis.quit().await;
@@ -432,7 +434,7 @@ async fn queue_bad_input_and_other_users_tokens() {
     // The one slot is taken, so the token under test stays WAITING throughout.
     let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "1")])).await;
     let (concert, _) = app.new_concert(5, 100).await;
-    admitted(&app, concert).await;
+    admitted(&app, concert).await.expect("admitted");
     let (_, auth) = app.new_user().await;
     let (_, other) = app.new_user().await;
     let (status, body) = join(&app, &auth, concert).await;
@@ -521,7 +523,7 @@ async fn queue_bad_input_and_other_users_tokens() {
 async fn a_lost_listing_heals_on_the_next_poll() {
     let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "1")])).await;
     let (concert, _) = app.new_concert(5, 100).await;
-    let (first_auth, first) = admitted(&app, concert).await; // holds the one slot
+    let (first_auth, first) = admitted(&app, concert).await.expect("admitted"); // holds the one slot
     let (_, auth) = app.new_user().await;
     let token = join(&app, &auth, concert).await.1["token"]
         .as_str()
@@ -531,13 +533,10 @@ async fn a_lost_listing_heals_on_the_next_poll() {
     // on the worker's list and nothing says it should be.
     let redis = common::redis().await;
     let _: i64 = redis
-        .srem(format!("{}:queues", app.prefix), concert)
+        .srem(app.keys().queued_concerts(), concert)
         .await
         .unwrap();
-    let _: i64 = redis
-        .del(format!("{}:{{c:{concert}}}:listed", app.prefix))
-        .await
-        .unwrap();
+    let _: i64 = redis.del(app.keys().queue(concert).listed()).await.unwrap();
     // The slot frees, but nobody visits the queue: the waiter stays WAITING.
     let path = format!("/queue/tokens/{first}");
     app.call(
@@ -548,11 +547,13 @@ async fn a_lost_listing_heals_on_the_next_poll() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let record = format!("{}:{{c:{concert}}}:tok:{token}", app.prefix);
+    let record = app.keys().queue(concert).token(&token);
     let status: String = redis.hget(&record, "s").await.unwrap();
     assert_eq!(status, "W", "an unlisted queue is not visited");
     // Its next poll lists the queue again, and it is admitted.
-    wait_for_status(&app, &auth, &token, "ACTIVE", Duration::from_secs(3)).await;
+    wait_for_status(&app, &auth, &token, "ACTIVE", Duration::from_secs(3))
+        .await
+        .expect("the poll relisted the queue and the waiter was admitted");
     let _ = redis.quit().await;
 }
 
@@ -562,7 +563,7 @@ async fn a_lost_listing_heals_on_the_next_poll() {
 async fn the_audit_trail_follows_each_token() {
     let mut app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50"), ("MAX_ACTIVE", "1")])).await;
     let (concert, _) = app.new_concert(5, 100).await;
-    let (auth, active) = admitted(&app, concert).await;
+    let (auth, active) = admitted(&app, concert).await.expect("admitted");
     let (_, w_auth) = app.new_user().await;
     let waiting = join(&app, &w_auth, concert).await.1["token"]
         .as_str()
@@ -575,25 +576,33 @@ async fn the_audit_trail_follows_each_token() {
         None,
     )
     .await;
-    wait_for_status(&app, &w_auth, &waiting, "ACTIVE", Duration::from_secs(5)).await;
+    wait_for_status(&app, &w_auth, &waiting, "ACTIVE", Duration::from_secs(5))
+        .await
+        .expect("the waiter takes the freed slot");
     let (_, late_auth) = app.new_user().await;
     let late = join(&app, &late_auth, concert).await.1["token"]
         .as_str()
         .unwrap()
         .to_owned();
     app.shutdown().await;
-    let rows: Vec<(String, String, bool)> = sqlx::query_as(
-        "SELECT token::text, status::text, activated_at IS NOT NULL FROM reservation_queue ORDER BY id",
+    let rows: Vec<(String, String, bool, Option<i64>)> = sqlx::query_as(
+        "SELECT token::text, status::text, activated_at IS NOT NULL, queue_no
+           FROM reservation_queue ORDER BY id",
     )
     .fetch_all(&app.pg)
     .await
     .unwrap();
-    let find = |t: &str| rows.iter().find(|r| r.0 == t).map(|r| (r.1.as_str(), r.2));
-    assert_eq!(find(&active), Some(("EXPIRED", true)), "{rows:?}");
-    assert_eq!(find(&waiting), Some(("ACTIVE", true)), "{rows:?}");
+    let find = |t: &str| {
+        rows.iter()
+            .find(|r| r.0 == t)
+            .map(|r| (r.1.as_str(), r.2, r.3))
+    };
+    // queue_no: each token's place in the concert's arrival order.
+    assert_eq!(find(&active), Some(("EXPIRED", true, Some(1))), "{rows:?}");
+    assert_eq!(find(&waiting), Some(("ACTIVE", true, Some(2))), "{rows:?}");
     assert_eq!(
         find(&late),
-        Some(("WAITING", false)),
+        Some(("WAITING", false, Some(3))),
         "written at shutdown: {rows:?}"
     );
 }
@@ -602,7 +611,7 @@ async fn the_audit_trail_follows_each_token() {
 async fn queue_metrics_are_exposed() {
     let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "50")])).await;
     let (concert, _) = app.new_concert(5, 100).await;
-    admitted(&app, concert).await;
+    admitted(&app, concert).await.expect("admitted");
     let text = app.metrics_text().await;
     for name in [
         "queue_joins_total",

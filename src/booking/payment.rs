@@ -5,7 +5,7 @@
 //!    still owns the seat. The seat's claim is then extended by [`GRACE`].
 //! 2. Postgres, one transaction: the CONFIRMED reservation row (its primary key
 //!    makes concurrent payments of one reservation wait for each other and all
-//!    but one fail), the balance debit guarded by `amount >= price` (so never
+//!    but one fail), the balance debit guarded by `balance >= price` (so never
 //!    negative: else `402`), the payment row and the USE history row, and the
 //!    idempotent answer when the request has a key.
 //! 3. Redis (`lua/pay_finish.lua`): the seat becomes SOLD, the hold goes, and the
@@ -20,23 +20,23 @@
 //! index "one CONFIRMED reservation per seat" lets only one sale commit: the
 //! other payer gets `409 seat_unavailable` and is not debited.
 //!
-//! The work runs in its own task, so a client that goes away (or the request
-//! timeout) cannot stop a payment between its commit and step 3.
+//! The work runs in its own task ([`crate::idempotency::once`]), so a client
+//! that goes away (or the request timeout) cannot stop a payment between its
+//! commit and step 3.
 
-use super::{concert_of_reservation, confirmed, exists_for, reservation_not_found};
+use super::reservation_not_found;
+use super::reservations::{concert_of_reservation, confirmed, exists_for};
 use crate::AppState;
 use crate::error::{Error, Result};
 use crate::idempotency::Claim;
-use crate::queue::{self, QueueStatus, QueueToken, audit::AuditEvent};
-use crate::store::redis::{int, text};
-use axum::http::StatusCode;
-use fred::types::Value;
+use crate::queue::{self, QueueStatus, QueueToken, audit::AuditEvent, gate};
+use crate::store::scripts::{self, HeldSeat, PayBeginVerdict, Script};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a payment's claim on its seat lasts past its start.
-pub const GRACE: Duration = Duration::from_secs(2 * crate::http::REQUEST_TIMEOUT.as_secs());
+pub const GRACE: Duration = Duration::from_secs(2 * crate::config::REQUEST_TIMEOUT.as_secs());
 
 /// A payment as API.md shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -46,16 +46,6 @@ pub struct Paid {
     pub amount: i64,
     pub status: &'static str,
     pub balance_after: i64,
-}
-
-/// The hold being paid, as pay_begin.lua read it.
-struct Hold {
-    schedule_id: i64,
-    index: usize,
-    seat_no: i64,
-    seat_id: i64,
-    price: i64,
-    expires_ms: i64,
 }
 
 fn already_paid() -> Error {
@@ -70,49 +60,26 @@ fn failed(reason: &'static str, e: Error) -> Error {
     e
 }
 
-/// Pays reservation `id` for the user: the whole payment, in a task of its own.
-/// Returns the answer's body (`201`). With a `claim`, the answer is stored in the
-/// payment's transaction; on failure the claim is released.
+/// Pays reservation `id` for the user. With a `claim` (an `Idempotency-Key`),
+/// the answer is stored in the payment's transaction.
 pub async fn pay(
     app: Arc<AppState>,
     user_id: i64,
     pass: Option<String>,
     id: i64,
     claim: Option<Claim>,
-) -> Result<String> {
-    tokio::spawn(async move {
-        let paid = run(&app, user_id, pass.as_deref(), id, claim.as_ref()).await;
-        if paid.is_err()
-            && let Some(claim) = claim
-        {
-            claim.release(&app.pg).await;
-        }
-        paid
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("payment task: {e}")))?
-}
-
-async fn run(
-    app: &AppState,
-    user_id: i64,
-    pass: Option<&str>,
-    id: i64,
-    claim: Option<&Claim>,
-) -> Result<String> {
+) -> Result<Paid> {
+    let (app, pass, claim) = (&*app, pass.as_deref(), claim.as_ref());
     let concert_id = concert_of_reservation(app, id).await?;
-    let token = match pass.and_then(QueueToken::parse) {
-        Some(t) if t.concert_id == concert_id => t,
+    let token = match gate::parse_for(pass, concert_id) {
+        Ok(token) => token,
         // No pass, a malformed one, or another concert's: the reservation's 404
         // first, then the gate's exact error (API.md's order).
-        _ => {
+        Err(mismatch) => {
             if !exists_for(app, concert_id, user_id, id).await? {
                 return Err(reservation_not_found());
             }
-            queue::pass_for(&app.redis, &app.keys, user_id, pass, concert_id).await?;
-            return Err(Error::Internal(
-                "pass_for accepted a token of another concert".into(),
-            ));
+            return Err(mismatch.into_error(app, user_id).await);
         }
     };
     let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -137,7 +104,7 @@ async fn run(
     metrics::counter!("payments_total").increment(1);
     metrics::counter!("payments_won_total").increment(paid.amount as u64);
     finish(app, concert_id, &token, user_id, id, &hold).await;
-    serde_json::to_string(&paid).map_err(|e| Error::Internal(e.to_string()))
+    Ok(paid)
 }
 
 /// Step 1: checks the reservation, the pass and the hold; claims the seat for
@@ -149,36 +116,23 @@ async fn begin(
     user_id: i64,
     id: i64,
     nonce: &str,
-) -> Result<Hold> {
-    let b = app.keys.booking(concert_id);
-    let reply: Vec<Value> = app
-        .redis
-        .run(
-            &app.redis.scripts.pay_begin,
-            vec![b.queue().token(&token.text()), b.reservation(id)],
-            vec![
-                user_id.to_string(),
-                id.to_string(),
-                GRACE.as_millis().to_string(),
-                b.tag().to_owned(),
-                nonce.to_owned(),
-            ],
-        )
-        .await?;
-    let verdict = reply.first().map(text).transpose()?.unwrap_or_default();
-    match (verdict.as_str(), reply.as_slice()) {
-        ("ok", [_, sc, i, n, d, p, e]) => Ok(Hold {
-            schedule_id: int(sc)?,
-            index: int(i)? as usize,
-            seat_no: int(n)?,
-            seat_id: int(d)?,
-            price: int(p)?,
-            expires_ms: int(e)?,
-        }),
-        ("paid", _) => Err(failed("already_paid", already_paid())),
+) -> Result<HeldSeat> {
+    let verdict = scripts::PayBegin {
+        keys: &app.keys.booking(concert_id),
+        token,
+        user_id,
+        reservation_id: id,
+        grace_ms: GRACE.as_millis() as u64,
+        nonce,
+    }
+    .run(&app.redis)
+    .await?;
+    match verdict {
+        PayBeginVerdict::Begun(seat) => Ok(seat),
+        PayBeginVerdict::AlreadyPaid => Err(failed("already_paid", already_paid())),
         // Lapsed in Redis; but a payment that committed while Redis did not
         // hear of it (a crash, an outage) is a sale: Postgres says which.
-        ("lapsed", _) => {
+        PayBeginVerdict::Lapsed => {
             if confirmed(app, user_id, id).await?.is_some() {
                 return Err(failed("already_paid", already_paid()));
             }
@@ -192,24 +146,14 @@ async fn begin(
         }
         // Redis no longer has it (a lapsed record, a flush): a sale of the
         // user's is in Postgres, or there is no such reservation for them.
-        ("missing", _) => {
+        PayBeginVerdict::Missing => {
             if confirmed(app, user_id, id).await?.is_none() {
                 return Err(reservation_not_found());
             }
-            queue::check_pass(
-                &app.redis,
-                &app.keys,
-                user_id,
-                Some(&token.text()),
-                concert_id,
-            )
-            .await?;
+            gate::check_pass(app, user_id, Some(&token.text()), concert_id).await?;
             Err(failed("already_paid", already_paid()))
         }
-        (other, _) => {
-            queue::gate_verdict(other)?;
-            Err(Error::Internal(format!("pay_begin reply {reply:?}")))
-        }
+        PayBeginVerdict::Gate(denied) => Err(gate::refused(denied)),
     }
 }
 
@@ -218,7 +162,7 @@ async fn commit(
     app: &AppState,
     user_id: i64,
     id: i64,
-    hold: &Hold,
+    hold: &HeldSeat,
     claim: Option<&Claim>,
 ) -> Result<Paid> {
     let mut tx = app.pg.begin().await?;
@@ -246,18 +190,18 @@ async fn commit(
     .map_err(conflict)?;
     let debited: Option<(i64, i64)> = sqlx::query_as(
         "WITH debit AS (
-             UPDATE balance SET amount = amount - $2, updated_at = now()
-              WHERE user_id = $1 AND amount >= $2
-              RETURNING amount
+             UPDATE balance SET balance = balance - $2, updated_at = now()
+              WHERE user_id = $1 AND balance >= $2
+              RETURNING balance
          ), pay AS (
-             INSERT INTO payment (reservation_id, user_id, amount)
+             INSERT INTO payment (reservation_id, user_id, price)
              SELECT $3, $1, $2 FROM debit
              RETURNING id
          ), history AS (
              INSERT INTO balance_history (user_id, type, amount, balance_after, payment_id)
-             SELECT $1, 'USE', $2, debit.amount, pay.id FROM debit, pay
+             SELECT $1, 'USE', $2, debit.balance, pay.id FROM debit, pay
          )
-         SELECT pay.id, debit.amount FROM pay, debit",
+         SELECT pay.id, debit.balance FROM pay, debit",
     )
     .bind(user_id)
     .bind(hold.price)
@@ -279,8 +223,7 @@ async fn commit(
         balance_after,
     };
     if let Some(claim) = claim {
-        let body = serde_json::to_string(&paid).map_err(|e| Error::Internal(e.to_string()))?;
-        claim.complete(&mut tx, StatusCode::CREATED, &body).await?;
+        claim.complete(&mut tx, &paid).await?;
     }
     tx.commit().await.map_err(conflict)?;
     Ok(paid)
@@ -305,15 +248,13 @@ fn conflict(e: sqlx::Error) -> Error {
 /// After a failed payment that wrote nothing: the seat's claim goes back to the
 /// hold's own expiry. Best effort: the grace lapses by itself otherwise.
 async fn abort(app: &AppState, concert_id: i64, id: i64, nonce: &str) {
-    let b = app.keys.booking(concert_id);
-    let undone: Result<i64> = app
-        .redis
-        .run(
-            &app.redis.scripts.pay_abort,
-            vec![b.reservation(id)],
-            vec![id.to_string(), b.tag().to_owned(), nonce.to_owned()],
-        )
-        .await;
+    let undone = scripts::PayAbort {
+        keys: &app.keys.booking(concert_id),
+        reservation_id: id,
+        nonce,
+    }
+    .run(&app.redis)
+    .await;
     if let Err(e) = undone {
         tracing::warn!(error = %e, reservation = id, "payment claim not put back; it lapses by itself");
     }
@@ -328,36 +269,20 @@ async fn finish(
     token: &QueueToken,
     user_id: i64,
     id: i64,
-    hold: &Hold,
+    hold: &HeldSeat,
 ) {
-    let b = app.keys.booking(concert_id);
-    let q = b.queue();
-    let text_token = token.text();
-    let processed: Result<i64> = app
-        .redis
-        .run(
-            &app.redis.scripts.pay_finish,
-            vec![
-                b.reservation(id),
-                b.sold(hold.schedule_id),
-                b.held(hold.schedule_id),
-                b.hold(hold.schedule_id, hold.index),
-                b.user_holds(user_id),
-                q.token(&text_token),
-                q.active(),
-                q.user(user_id),
-                b.held_bits(hold.schedule_id),
-            ],
-            vec![
-                id.to_string(),
-                hold.index.to_string(),
-                text_token,
-                queue::ENDED_RETENTION_MS.to_string(),
-            ],
-        )
-        .await;
+    let processed = scripts::PayFinish {
+        keys: &app.keys.booking(concert_id),
+        token,
+        user_id,
+        reservation_id: id,
+        seat: hold,
+        ended_retention_ms: queue::ENDED_RETENTION_MS,
+    }
+    .run(&app.redis)
+    .await;
     match processed {
-        Ok(1) => {
+        Ok(true) => {
             metrics::counter!("queue_processed_total").increment(1);
             app.audit.record(AuditEvent::ended(
                 token.uuid,
@@ -366,7 +291,7 @@ async fn finish(
                 QueueStatus::Processed,
             ));
         }
-        Ok(_) => {}
+        Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, reservation = id, "sale committed; Redis not updated yet");
         }

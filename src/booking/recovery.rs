@@ -1,7 +1,7 @@
 //! SOLD seats in Redis, rebuilt from Postgres, so that a Redis restart or flush
 //! never offers a sold seat again.
 //!
-//! - At start, and whenever the marker `{prefix}:sold:rebuilt` does not name the
+//! - At start, and whenever the marker `{prefix}:{sold}:rebuilt` does not name the
 //!   running Redis (`run_id`: gone after a flush or a restart without
 //!   persistence; another run after a restart from a snapshot), every CONFIRMED
 //!   reservation marks its seat in the schedule's SOLD bitmap. The marker is set
@@ -20,7 +20,8 @@
 //! rebuild does not churn the in-process seat catalogs.
 
 use crate::AppState;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::scripts::{self, Sale, Script};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
 /// How long a rebuild's nonce lives if its server dies (a rebuild marks a
 /// million sales in well under a minute).
-const REBUILD_NONCE_TTL: i64 = 600;
+const REBUILD_NONCE_TTL: Duration = Duration::from_secs(600);
 /// Sales per script call.
 const CHUNK: usize = 2500;
 
@@ -59,32 +60,27 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
     .bind(since)
     .fetch_all(&app.pg)
     .await?;
-    let mut by_schedule: HashMap<(i64, i64), Vec<String>> = HashMap::new();
+    let mut by_schedule: HashMap<(i64, i64), Vec<Sale>> = HashMap::new();
     for (concert, schedule, index, reservation) in rows {
-        let args = by_schedule.entry((concert, schedule)).or_default();
-        args.push(index.to_string());
-        args.push(reservation.to_string());
+        by_schedule
+            .entry((concert, schedule))
+            .or_default()
+            .push(Sale {
+                seat_index: index,
+                reservation_id: reservation,
+            });
     }
     let mut fresh = 0u64;
-    for ((concert_id, schedule_id), pairs) in by_schedule {
-        let b = app.keys.booking(concert_id);
-        for chunk in pairs.chunks(2 * CHUNK) {
-            let mut args = Vec::with_capacity(chunk.len() + 2);
-            args.push(b.tag().to_owned());
-            args.push(schedule_id.to_string());
-            args.extend_from_slice(chunk);
-            let n: i64 = app
-                .redis
-                .run(
-                    &app.redis.scripts.sold_mark,
-                    vec![
-                        b.sold(schedule_id),
-                        b.held(schedule_id),
-                        b.held_bits(schedule_id),
-                    ],
-                    args,
-                )
-                .await?;
+    for ((concert_id, schedule_id), sales) in by_schedule {
+        let keys = app.keys.booking(concert_id);
+        for chunk in sales.chunks(CHUNK) {
+            let n = scripts::SoldMark {
+                keys: &keys,
+                schedule_id,
+                sales: chunk,
+            }
+            .run(&app.redis)
+            .await?;
             fresh += n as u64;
         }
     }
@@ -94,51 +90,27 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
     Ok(fresh)
 }
 
-/// The running Redis server's `run_id` (new at every Redis start).
-async fn redis_run_id(app: &AppState) -> Result<String> {
-    let info: String = fred::interfaces::ClientLike::custom(
-        app.redis.client(),
-        fred::cmd!("INFO"),
-        vec!["server"],
-    )
-    .await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .map(|id| id.trim().to_owned())
-        .ok_or_else(|| Error::Internal("redis INFO has no run_id".into()))
-}
-
 /// A full rebuild, by one server at a time (the nonce is taken with `NX`);
 /// sets the marker when it ran to its end undisturbed.
 async fn rebuild(app: &AppState, run_id: &str) -> Result<()> {
-    use fred::interfaces::KeysInterface;
-    use fred::types::{Expiration, SetOptions};
     let nonce = uuid::Uuid::new_v4().to_string();
-    let taken: Option<String> = app
+    if !app
         .redis
-        .client()
-        .set(
-            app.keys.sold_rebuilding(),
-            nonce.as_str(),
-            Some(Expiration::EX(REBUILD_NONCE_TTL)),
-            Some(SetOptions::NX),
-            false,
-        )
-        .await?;
-    if taken.is_none() {
+        .begin_sold_rebuild(&app.keys, &nonce, REBUILD_NONCE_TTL)
+        .await?
+    {
         // Another server is rebuilding; the next round looks at the marker again.
         return Ok(());
     }
     let fresh = mark_sold(app, None).await?;
-    let done: i64 = app
-        .redis
-        .run(
-            &app.redis.scripts.sold_rebuilt,
-            vec![app.keys.sold_rebuilding(), app.keys.sold_rebuilt()],
-            vec![nonce, run_id.to_owned()],
-        )
-        .await?;
-    if done == 1 {
+    let done = scripts::SoldRebuilt {
+        keys: &app.keys,
+        nonce: &nonce,
+        run_id,
+    }
+    .run(&app.redis)
+    .await?;
+    if done {
         tracing::info!(
             newly_marked = fresh,
             "SOLD seats rebuilt in Redis from Postgres"
@@ -151,9 +123,8 @@ async fn rebuild(app: &AppState, run_id: &str) -> Result<()> {
 /// catch-up of recent sales when `catch_up`.
 async fn round(app: &AppState, force: bool, catch_up: bool) -> Result<()> {
     let window = app.config.sold_catch_up + CATCH_UP_MARGIN;
-    let run_id = redis_run_id(app).await?;
-    let marker: Option<String> =
-        fred::interfaces::KeysInterface::get(app.redis.client(), app.keys.sold_rebuilt()).await?;
+    let run_id = app.redis.run_id().await?;
+    let marker = app.redis.sold_rebuilt_for(&app.keys).await?;
     if force || marker.as_deref() != Some(run_id.as_str()) {
         return rebuild(app, &run_id).await;
     }

@@ -2,12 +2,20 @@
 //!
 //! Rarely written (by an operator, before a sale), read by everyone. Creating a
 //! schedule writes all of its seats in one bulk statement, so a 100 000-seat
-//! stadium is one request that takes well under a second.
+//! stadium is one request that takes well under a second. Reads go through
+//! in-process caches: concerts and schedule lists for a second ([`cache`]), a
+//! schedule's seats for as long as the process lives, since they never change
+//! ([`seats`]). A concert's schedules with their live availability, the one
+//! gated read, are [`availability`]'s.
 
+pub mod availability;
 mod cache;
+pub mod seats;
 
 pub use cache::CatalogCache;
+pub use seats::{SeatCache, SeatCatalog, SeatStatus};
 
+use crate::AppState;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -148,6 +156,9 @@ impl SeatPlan {
     }
 }
 
+/// Creates a concert. (Catalog writes take the pool, not the service: the
+/// `seed-demo` command runs them with no server around. An admin handler
+/// tells the caches.)
 pub async fn create_concert(pg: &PgPool, new: NewConcert) -> Result<Concert> {
     let new = new.validated()?;
     Ok(sqlx::query_as(
@@ -162,13 +173,14 @@ pub async fn create_concert(pg: &PgPool, new: NewConcert) -> Result<Concert> {
 }
 
 /// Every concert, by id; read through the cache.
-pub async fn list_concerts(pg: &PgPool, cache: &CatalogCache) -> Result<Arc<Vec<ConcertSummary>>> {
+pub async fn list_concerts(app: &AppState) -> Result<Arc<Vec<ConcertSummary>>> {
+    let cache = &app.catalog;
     if let Some(list) = cache.list() {
         return Ok(list);
     }
     let list: Arc<Vec<ConcertSummary>> = Arc::new(
         sqlx::query_as("SELECT id, title, artist FROM concert ORDER BY id")
-            .fetch_all(pg)
+            .fetch_all(&app.pg)
             .await?,
     );
     cache.put_list(list.clone());
@@ -176,14 +188,15 @@ pub async fn list_concerts(pg: &PgPool, cache: &CatalogCache) -> Result<Arc<Vec<
 }
 
 /// One concert, or `404 concert_not_found`; read through the cache.
-pub async fn concert(pg: &PgPool, cache: &CatalogCache, concert_id: i64) -> Result<Arc<Concert>> {
+pub async fn concert(app: &AppState, concert_id: i64) -> Result<Arc<Concert>> {
+    let cache = &app.catalog;
     if let Some(concert) = cache.concert(concert_id) {
         return Ok(concert);
     }
     let concert: Arc<Concert> = Arc::new(
         sqlx::query_as("SELECT id, title, artist, description FROM concert WHERE id = $1")
             .bind(concert_id)
-            .fetch_optional(pg)
+            .fetch_optional(&app.pg)
             .await?
             .ok_or_else(concert_not_found)?,
     );
@@ -191,13 +204,9 @@ pub async fn concert(pg: &PgPool, cache: &CatalogCache, concert_id: i64) -> Resu
     Ok(concert)
 }
 
-/// A concert's schedules by start; read through the cache. (Their live
-/// availability is the booking module's, from Redis.)
-pub async fn schedules(
-    pg: &PgPool,
-    cache: &CatalogCache,
-    concert_id: i64,
-) -> Result<Arc<Vec<Schedule>>> {
+/// A concert's schedules by start; read through the cache.
+pub async fn schedules(app: &AppState, concert_id: i64) -> Result<Arc<Vec<Schedule>>> {
+    let (pg, cache) = (&app.pg, &app.catalog);
     if let Some(list) = cache.schedules(concert_id) {
         return Ok(list);
     }

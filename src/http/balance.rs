@@ -1,17 +1,15 @@
 //! Balance, charge and history of the authenticated user.
 
-use super::extract::{AuthUser, IdempotencyKey, Json, Query};
+use super::extract::{AuthUser, IdempotencyKey, Json, Query, body_as};
+use super::replayed;
 use crate::AppState;
-use crate::error::{Error, Result};
-use crate::idempotency::{self, Begin};
+use crate::error::Result;
+use crate::idempotency::{self, Answer};
 use crate::money::{self, Balance, HistoryPage};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-
-const CHARGE_ENDPOINT: &str = "POST /balance/charge";
 
 pub async fn balance(
     State(app): State<Arc<AppState>>,
@@ -25,59 +23,30 @@ pub struct ChargeBody {
     amount: i64,
 }
 
-/// Charges the balance. With an `Idempotency-Key`, the charge and its stored
-/// answer commit together, so a retry never charges twice.
+/// `POST /balance/charge` (optional `Idempotency-Key`).
 pub async fn charge(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
     IdempotencyKey(key): IdempotencyKey,
     Json(raw): Json<serde_json::Value>,
 ) -> Result<Response> {
-    let body: ChargeBody = serde_json::from_value(raw.clone())
-        .map_err(|e| Error::bad_request(format!("invalid request body: {e}")))?;
+    let body: ChargeBody = body_as(&raw)?;
     money::validate_charge(body.amount)?;
-    let Some(key) = key else {
-        let balance = money::charge(&app.pg, user, body.amount).await?;
-        record_charge(body.amount);
-        return Ok(axum::Json(balance).into_response());
+    let request = idempotency::Request {
+        user_id: user,
+        endpoint: "POST /balance/charge",
+        body: &raw,
+        success_status: axum::http::StatusCode::OK.as_u16(),
     };
-    let claim = match idempotency::begin(&app.pg, user, CHARGE_ENDPOINT, &key, &raw).await? {
-        Begin::Replay(answer) => {
-            metrics::counter!("idempotent_replays_total", "endpoint" => CHARGE_ENDPOINT)
-                .increment(1);
-            return Ok(answer.into_response());
-        }
-        Begin::Proceed(claim) => claim,
-    };
-    let charged = async {
-        let mut tx = app.pg.begin().await?;
-        let balance = money::charge(&mut *tx, user, body.amount).await?;
-        let answer = serde_json::to_string(&balance).map_err(|e| Error::Internal(e.to_string()))?;
-        claim.complete(&mut tx, StatusCode::OK, &answer).await?;
-        tx.commit().await?;
-        Ok::<_, Error>(answer)
+    let pg = app.pg.clone();
+    match idempotency::once(&app.pg, request, key.as_deref(), |claim| {
+        money::charge(pg, user, body.amount, claim)
+    })
+    .await?
+    {
+        Answer::Fresh(balance) => Ok(axum::Json(balance).into_response()),
+        Answer::Replay(answer) => Ok(replayed(answer)),
     }
-    .await;
-    match charged {
-        Ok(answer) => {
-            record_charge(body.amount);
-            let mut response = (StatusCode::OK, answer).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Ok(response)
-        }
-        Err(e) => {
-            claim.release(&app.pg).await;
-            Err(e)
-        }
-    }
-}
-
-fn record_charge(amount: i64) {
-    metrics::counter!("balance_charges_total").increment(1);
-    metrics::counter!("balance_charged_won_total").increment(amount as u64);
 }
 
 #[derive(Deserialize)]

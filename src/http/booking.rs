@@ -1,30 +1,21 @@
 //! Seat map, holds, reservations and payments.
 
-use super::extract::{AuthUser, IdempotencyKey, Json, Path, Query, QueuePass};
+use super::extract::{AuthUser, IdempotencyKey, Json, Path, Query, QueuePass, body_as};
+use super::{json_response, replayed};
 use crate::AppState;
-use crate::booking::{self, ReservationView, payment, seats::SeatStatus};
+use crate::booking::{self, ReservationView, payment};
+use crate::catalog::SeatStatus;
 use crate::error::{Error, Result};
-use crate::idempotency::{self, Begin};
+use crate::idempotency::{self, Answer};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
-const PAYMENT_ENDPOINT: &str = "POST /payments";
-
 #[derive(Deserialize)]
 pub struct SeatQuery {
     status: Option<String>,
-}
-
-fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
-    let mut response = (status, body.into()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// `GET /schedules/{id}/seats[?status=AVAILABLE|HELD|SOLD]` (gated).
@@ -44,8 +35,8 @@ pub async fn seats(
             return Err(Error::bad_request("status must be AVAILABLE, HELD or SOLD"));
         }
     };
-    let body = booking::seat_map(&app, user, pass.0.as_deref(), schedule_id, only).await?;
-    Ok(json_response(StatusCode::OK, body))
+    let map = booking::seat_map(&app, user, pass.0.as_deref(), schedule_id).await?;
+    Ok(json_response(StatusCode::OK, map.render(only)))
 }
 
 #[derive(Deserialize)]
@@ -109,19 +100,20 @@ pub async fn pay(
     IdempotencyKey(key): IdempotencyKey,
     Json(raw): Json<serde_json::Value>,
 ) -> Result<Response> {
-    let body: PayBody = serde_json::from_value(raw.clone())
-        .map_err(|e| Error::bad_request(format!("invalid request body: {e}")))?;
-    let claim = match key {
-        None => None,
-        Some(key) => match idempotency::begin(&app.pg, user, PAYMENT_ENDPOINT, &key, &raw).await? {
-            Begin::Replay(answer) => {
-                metrics::counter!("idempotent_replays_total", "endpoint" => PAYMENT_ENDPOINT)
-                    .increment(1);
-                return Ok(answer.into_response());
-            }
-            Begin::Proceed(claim) => Some(claim),
-        },
+    let body: PayBody = body_as(&raw)?;
+    let request = idempotency::Request {
+        user_id: user,
+        endpoint: "POST /payments",
+        body: &raw,
+        success_status: StatusCode::CREATED.as_u16(),
     };
-    let answer = payment::pay(app.clone(), user, pass.0, body.reservation_id, claim).await?;
-    Ok(json_response(StatusCode::CREATED, answer))
+    let paying = app.clone();
+    match idempotency::once(&app.pg, request, key.as_deref(), |claim| {
+        payment::pay(paying, user, pass.0, body.reservation_id, claim)
+    })
+    .await?
+    {
+        Answer::Fresh(paid) => Ok((StatusCode::CREATED, axum::Json(paid)).into_response()),
+        Answer::Replay(answer) => Ok(replayed(answer)),
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::extract::{AuthUser, Path, QueuePass};
 use crate::AppState;
-use crate::booking::{self, ScheduleAvailability};
+use crate::catalog::availability::{self, ScheduleAvailability};
 use crate::catalog::{self, Concert, ConcertSummary};
 use crate::error::Result;
 use axum::Json;
@@ -18,7 +18,7 @@ pub struct Items<T> {
 pub async fn list_concerts(
     State(app): State<Arc<AppState>>,
 ) -> Result<Json<Items<ConcertSummary>>> {
-    let items = catalog::list_concerts(&app.pg, &app.catalog).await?;
+    let items = catalog::list_concerts(&app).await?;
     Ok(Json(Items { items }))
 }
 
@@ -26,9 +26,7 @@ pub async fn concert(
     State(app): State<Arc<AppState>>,
     Path(concert_id): Path<i64>,
 ) -> Result<Json<Arc<Concert>>> {
-    Ok(Json(
-        catalog::concert(&app.pg, &app.catalog, concert_id).await?,
-    ))
+    Ok(Json(catalog::concert(&app, concert_id).await?))
 }
 
 /// A concert's schedules by start, with seats neither sold nor held. Gated:
@@ -40,7 +38,8 @@ pub async fn schedules(
     pass: QueuePass,
     Path(concert_id): Path<i64>,
 ) -> Result<Json<Items<ScheduleAvailability>>> {
-    let items = booking::schedules(&app, user, pass.0.as_deref(), concert_id).await?;
+    let items =
+        availability::schedules_available(&app, user, pass.0.as_deref(), concert_id).await?;
     Ok(Json(Items {
         items: Arc::new(items),
     }))

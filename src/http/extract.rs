@@ -50,14 +50,74 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             "strings may not contain the NUL character",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() {
-            "malformed JSON"
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Error::bad_request(format!("malformed JSON: {inner}"))
         } else {
-            "invalid request body"
-        };
-        Error::bad_request(format!("{what}: {e}"))
+            Error::bad_request(explain(&path, &inner.to_string()))
+        }
+    })?;
+    json.end()
+        .map_err(|e| Error::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Reads an already parsed JSON body as `T` (for handlers that also keep the
+/// body as it came, e.g. to compare an idempotent retry with it).
+pub fn body_as<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        Error::bad_request(explain(&path, &e.into_inner().to_string()))
     })
+}
+
+/// Says in the API's words what serde found wrong with field `path`.
+fn explain(path: &str, serde_message: &str) -> String {
+    // serde_json ends data errors with " at line L column C": not useful here.
+    let message = serde_message
+        .split(" at line ")
+        .next()
+        .unwrap_or(serde_message);
+    let field = if path.is_empty() || path == "." {
+        "the body"
+    } else {
+        path
+    };
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.trim_end_matches('`');
+        return if field == "the body" {
+            format!("{name} is required")
+        } else {
+            format!("{field}.{name} is required")
+        };
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        return format!("{name} is not a field of this request");
+    }
+    let expected = message.rsplit("expected ").next().unwrap_or("");
+    let is_int = [
+        "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "isize",
+    ]
+    .contains(&expected);
+    if is_int {
+        return if message.starts_with("invalid value: integer") {
+            format!("{field} is out of range")
+        } else {
+            format!("{field} must be a whole number")
+        };
+    }
+    match expected {
+        "a string" => format!("{field} must be a string"),
+        "a boolean" => format!("{field} must be true or false"),
+        "a sequence" => format!("{field} must be a list"),
+        "a map" | "struct" => format!("{field} must be a JSON object"),
+        _ if field == "the body" => message.to_owned(),
+        _ => format!("{field}: {message}"),
+    }
 }
 
 /// Whether a JSON text holds `\u0000` as an escape (not as an escaped backslash
@@ -84,10 +144,35 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|e| Error::bad_request(format!("invalid path parameter: {}", e.body_text())))
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        let rejection = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => return Ok(Path(v)),
+            Err(rejection) => rejection,
+        };
+        let what = |key: &str, value: &str, expected: &str| {
+            if expected.starts_with('i') || expected.starts_with('u') {
+                format!("{key} must be a whole number (got {value:?})")
+            } else {
+                format!("{key} is not valid (got {value:?})")
+            }
+        };
+        let message = match &rejection {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::ParseErrorAtKey {
+                    key,
+                    value,
+                    expected_type,
+                } => what(key, value, expected_type),
+                ErrorKind::ParseError {
+                    value,
+                    expected_type,
+                } => what("the path parameter", value, expected_type),
+                _ => format!("invalid path parameter: {}", rejection.body_text()),
+            },
+            _ => format!("invalid path parameter: {}", rejection.body_text()),
+        };
+        Err(Error::bad_request(message))
     }
 }
 
@@ -97,11 +182,24 @@ pub struct Query<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|e| Error::bad_request(format!("invalid query: {}", e.body_text())))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or_default();
+        let form = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(form)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                // Numbers in a query string are parsed from text: say so plainly.
+                let message = if inner.contains("invalid digit") || inner.contains("cannot parse") {
+                    format!("{path} must be a whole number")
+                } else if inner.contains("too large") || inner.contains("too small") {
+                    format!("{path} is out of range")
+                } else {
+                    explain(&path, &inner)
+                };
+                Error::bad_request(message)
+            })
     }
 }
 
@@ -233,6 +331,30 @@ mod tests {
             "an escaped backslash"
         );
         assert!(parse::<serde_json::Value>(br#"{"title": "a\\\u0000b"}"#).is_err());
+    }
+
+    #[test]
+    fn messages_speak_the_apis_language() {
+        let said = |body: &[u8]| parse::<Charge>(body).unwrap_err().to_string();
+        assert_eq!(said(br#"{"amount":"5"}"#), "amount must be a whole number");
+        assert_eq!(said(br#"{"amount":1.5}"#), "amount must be a whole number");
+        assert_eq!(said(br#"{}"#), "amount is required");
+        assert!(said(b"{not json").starts_with("malformed JSON"));
+        assert!(said(br#"{"amount":5} x"#).starts_with("malformed JSON"));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Schedule {
+            seats: Vec<Seat>,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Seat {
+            seat_no: u32,
+        }
+        let e = parse::<Schedule>(br#"{"seats":[{"seat_no":-1}]}"#).unwrap_err();
+        assert_eq!(e.to_string(), "seats[0].seat_no is out of range");
+        let e = parse::<Schedule>(br#"{"seats":5}"#).unwrap_err();
+        assert_eq!(e.to_string(), "seats must be a list");
     }
 
     #[test]

@@ -14,23 +14,22 @@ mod queue;
 mod users;
 
 use crate::AppState;
+use crate::config::REQUEST_TIMEOUT;
 use crate::error::{Enveloped, Error, envelope};
+use crate::idempotency::StoredAnswer;
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{from_fn, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Request bodies over this size are refused with `413` (API.md).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// A request still running after this long is answered `503`.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(app: Arc<AppState>) -> Router {
     let routes = Router::new()
@@ -122,6 +121,26 @@ async fn envelope_bare_errors(response: Response) -> Response {
         }
     }
     enveloped
+}
+
+/// A response whose body is JSON already rendered.
+fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The first answer to an idempotent request, sent again.
+fn replayed(answer: StoredAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json_response(status, answer.body);
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {

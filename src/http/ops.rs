@@ -20,15 +20,12 @@ pub async fn health() -> Json<Value> {
 
 /// `200` when Redis and Postgres both answer, else `503 unavailable` naming which.
 pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
-    let (redis, postgres) = tokio::join!(
-        app.redis.ping(app.keys.ready_probe(), PROBE_TIMEOUT),
-        async {
-            tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&app.pg))
-                .await
-                .map_err(|_| Error::Unavailable("postgres: readiness probe timed out".into()))?
-                .map_err(Error::from)
-        }
-    );
+    let (redis, postgres) = tokio::join!(app.redis.ping(&app.keys, PROBE_TIMEOUT), async {
+        tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&app.pg))
+            .await
+            .map_err(|_| Error::Unavailable("postgres: readiness probe timed out".into()))?
+            .map_err(Error::from)
+    });
     let down: Vec<&str> = [("redis", redis.is_err()), ("postgres", postgres.is_err())]
         .into_iter()
         .filter_map(|(name, failed)| failed.then_some(name))
@@ -49,9 +46,9 @@ pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
 }
 
 /// Prometheus text exposition.
-pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
+        crate::telemetry::metrics().render(),
     )
 }

@@ -21,16 +21,8 @@ pub async fn join(
     Json(body): Json<JoinBody>,
 ) -> Result<(StatusCode, axum::Json<TokenView>)> {
     // The concert must exist (a cached read, so a spike of joins stays off Postgres).
-    crate::catalog::concert(&app.pg, &app.catalog, body.concert_id).await?;
-    let joined = queue::join(
-        &app.redis,
-        &app.keys,
-        &app.audit,
-        &app.queue,
-        user,
-        body.concert_id,
-    )
-    .await?;
+    crate::catalog::concert(&app, body.concert_id).await?;
+    let joined = queue::join(&app, user, body.concert_id).await?;
     let status = if joined.created {
         StatusCode::CREATED
     } else {
@@ -44,9 +36,7 @@ pub async fn status(
     AuthUser(user): AuthUser,
     Path(token): Path<String>,
 ) -> Result<axum::Json<TokenView>> {
-    Ok(axum::Json(
-        queue::status(&app.redis, &app.keys, &app.queue, user, &token).await?,
-    ))
+    Ok(axum::Json(queue::status(&app, user, &token).await?))
 }
 
 pub async fn leave(
@@ -54,6 +44,6 @@ pub async fn leave(
     AuthUser(user): AuthUser,
     Path(token): Path<String>,
 ) -> Result<StatusCode> {
-    queue::leave(&app.redis, &app.keys, &app.audit, user, &token).await?;
+    queue::leave(&app, user, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

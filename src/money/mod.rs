@@ -6,6 +6,7 @@
 //! user, always: balance = sum(CHARGE) - sum(USE) + sum(REFUND).
 
 use crate::error::{Error, Result};
+use crate::idempotency::Claim;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
@@ -54,13 +55,13 @@ pub struct HistoryPage {
 
 /// The user's balance; 0 for a user boxoffice has not seen yet.
 pub async fn balance(pg: &PgPool, user_id: i64) -> Result<Balance> {
-    let amount: Option<i64> = sqlx::query_scalar("SELECT amount FROM balance WHERE user_id = $1")
+    let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM balance WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(pg)
         .await?;
     Ok(Balance {
         user_id,
-        balance: amount.unwrap_or(0),
+        balance: balance.unwrap_or(0),
     })
 }
 
@@ -75,24 +76,48 @@ pub fn validate_charge(amount: i64) -> Result<()> {
     }
 }
 
-/// Adds `amount` to the user's balance and records a CHARGE, atomically, in one
-/// statement: the user and balance rows are created on a first charge, and the
-/// upsert's row lock serialises concurrent charges of one user. Refused with
-/// `400 balance_limit` when the balance would pass [`BALANCE_LIMIT`].
-pub async fn charge(db: impl PgExecutor<'_>, user_id: i64, amount: i64) -> Result<Balance> {
+/// Adds `amount` to the user's balance and records a CHARGE. With a `claim`
+/// (an `Idempotency-Key`), the charge and its stored answer commit together,
+/// so a retry never charges twice.
+pub async fn charge(
+    pg: PgPool,
+    user_id: i64,
+    amount: i64,
+    claim: Option<Claim>,
+) -> Result<Balance> {
+    let balance = match claim {
+        None => charge_in(&pg, user_id, amount).await?,
+        Some(claim) => {
+            let mut tx = pg.begin().await?;
+            let balance = charge_in(&mut *tx, user_id, amount).await?;
+            claim.complete(&mut tx, &balance).await?;
+            tx.commit().await?;
+            balance
+        }
+    };
+    metrics::counter!("balance_charges_total").increment(1);
+    metrics::counter!("balance_charged_won_total").increment(amount as u64);
+    Ok(balance)
+}
+
+/// The charge itself, atomically, in one statement: the user and balance rows
+/// are created on a first charge, and the upsert's row lock serialises
+/// concurrent charges of one user. Refused with `400 balance_limit` when the
+/// balance would pass [`BALANCE_LIMIT`].
+async fn charge_in(db: impl PgExecutor<'_>, user_id: i64, amount: i64) -> Result<Balance> {
     validate_charge(amount)?;
     let balance_after: Option<i64> = sqlx::query_scalar(
         "WITH u AS (
              INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING
          ), b AS (
-             INSERT INTO balance (user_id, amount) VALUES ($1, $2)
+             INSERT INTO balance (user_id, balance) VALUES ($1, $2)
              ON CONFLICT (user_id) DO UPDATE
-                 SET amount = balance.amount + EXCLUDED.amount, updated_at = now()
-                 WHERE balance.amount <= $3 - EXCLUDED.amount
-             RETURNING amount
+                 SET balance = balance.balance + EXCLUDED.balance, updated_at = now()
+                 WHERE balance.balance <= $3 - EXCLUDED.balance
+             RETURNING balance
          )
          INSERT INTO balance_history (user_id, type, amount, balance_after)
-         SELECT $1, 'CHARGE', $2, amount FROM b
+         SELECT $1, 'CHARGE', $2, balance FROM b
          RETURNING balance_after",
     )
     .bind(user_id)

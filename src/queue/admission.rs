@@ -4,13 +4,12 @@
 //! at a time; if it dies, another takes over within [`LEASE`]. The rate's token
 //! bucket lives in Redis too, so a hand-over neither doubles nor resets the rate.
 
-use super::audit::{Audit, AuditEvent};
-use super::{ENDED_RETENTION_MS, QueueSettings, QueueStatus, int, millis, text};
-use crate::error::{Error, Result};
-use crate::store::{Keys, Redis};
+use super::audit::AuditEvent;
+use super::{ENDED_RETENTION_MS, LISTED_MARKER_MS, QueueStatus, millis};
+use crate::AppState;
+use crate::error::Result;
+use crate::store::scripts::{self, Script};
 use chrono::Utc;
-use fred::interfaces::SetsInterface;
-use fred::types::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -22,9 +21,7 @@ pub const LEASE: Duration = Duration::from_secs(2);
 
 /// Runs until `stop` turns true; a tick under way is finished first, so what it
 /// admitted or expired also reaches the audit trail.
-pub async fn run(app: Arc<crate::AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let me = app.instance_id.clone();
-    let settings = QueueSettings::from_config(&app.config);
+pub async fn run(app: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
@@ -33,7 +30,7 @@ pub async fn run(app: Arc<crate::AppState>, mut stop: tokio::sync::watch::Receiv
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match hold_lease(&app.redis, &app.keys, &me).await {
+        match hold_lease(&app).await {
             Ok(now_leading) => {
                 if now_leading != leading {
                     tracing::info!(leading = now_leading, "admission lease changed hands");
@@ -46,26 +43,25 @@ pub async fn run(app: Arc<crate::AppState>, mut stop: tokio::sync::watch::Receiv
             }
         }
         if leading {
-            admit_all(&app.redis, &app.keys, &app.audit, &settings).await;
+            admit_all(&app).await;
         }
     }
 }
 
-async fn hold_lease(redis: &Redis, keys: &Keys, me: &str) -> Result<bool> {
-    let held: i64 = redis
-        .run(
-            &redis.scripts.lease,
-            vec![keys.admission_lease()],
-            vec![me.to_owned(), LEASE.as_millis().to_string()],
-        )
-        .await?;
-    Ok(held == 1)
+async fn hold_lease(app: &AppState) -> Result<bool> {
+    scripts::Lease {
+        keys: &app.keys,
+        holder: &app.instance_id,
+        lease_ms: LEASE.as_millis() as u64,
+    }
+    .run(&app.redis)
+    .await
 }
 
 /// One tick over every concert with a queue. A concert that fails is logged
 /// and retried next tick; it never holds up the others.
-pub async fn admit_all(redis: &Redis, keys: &Keys, audit: &Audit, s: &QueueSettings) {
-    let concerts: Vec<i64> = match redis.client().smembers(keys.queued_concerts()).await {
+pub async fn admit_all(app: &AppState) {
+    let concerts = match app.redis.queued_concerts(&app.keys).await {
         Ok(concerts) => concerts,
         Err(e) => {
             tracing::warn!(error = %e, "admission: cannot read the list of queues");
@@ -74,7 +70,7 @@ pub async fn admit_all(redis: &Redis, keys: &Keys, audit: &Audit, s: &QueueSetti
     };
     for concert_id in concerts {
         let started = Instant::now();
-        let (waiting, active) = match admit(redis, keys, audit, s, concert_id).await {
+        let (waiting, active) = match admit(app, concert_id).await {
             Ok(counts) => counts,
             Err(e) => {
                 tracing::warn!(error = %e, concert_id, "admission tick failed; retrying next tick");
@@ -87,7 +83,7 @@ pub async fn admit_all(redis: &Redis, keys: &Keys, audit: &Audit, s: &QueueSetti
         metrics::gauge!("queue_waiting", "concert" => label.clone()).set(waiting as f64);
         metrics::gauge!("queue_active", "concert" => label).set(active as f64);
         if waiting == 0 && active == 0 {
-            unlist_if_idle(redis, keys, concert_id).await;
+            unlist_if_idle(app, concert_id).await;
         }
     }
 }
@@ -96,67 +92,42 @@ pub async fn admit_all(redis: &Redis, keys: &Keys, audit: &Audit, s: &QueueSetti
 /// first; then, atomically, the listed marker is dropped only if the queue is
 /// still empty, so a join either ran before (and is seen: the concert goes back)
 /// or runs after (finds no marker, and lists the concert itself).
-async fn unlist_if_idle(redis: &Redis, keys: &Keys, concert_id: i64) {
-    let q = keys.queue(concert_id);
-    let client = redis.client();
-    if client
-        .srem::<i64, _, _>(keys.queued_concerts(), concert_id)
-        .await
-        .is_err()
-    {
+async fn unlist_if_idle(app: &AppState, concert_id: i64) {
+    if app.redis.unlist_queue(&app.keys, concert_id).await.is_err() {
         return;
     }
-    let unlisted: Result<i64> = redis
-        .run(
-            &redis.scripts.queue_unlist,
-            vec![q.waiting(), q.active(), q.listed()],
-            vec![],
-        )
-        .await;
-    if !matches!(unlisted, Ok(1)) {
+    let unlisted = scripts::Unlist {
+        keys: &app.keys.queue(concert_id),
+    }
+    .run(&app.redis)
+    .await;
+    if !matches!(unlisted, Ok(true)) {
         // In use again, or unknown: list it back (the marker heals a failure here).
-        let _ = client
-            .sadd::<i64, _, _>(keys.queued_concerts(), concert_id)
-            .await;
+        let _ = app.redis.list_queue(&app.keys, concert_id).await;
     }
 }
 
 /// One atomic admission step for one concert; returns (waiting, active).
-pub async fn admit(
-    redis: &Redis,
-    keys: &Keys,
-    audit: &Audit,
-    s: &QueueSettings,
-    concert_id: i64,
-) -> Result<(i64, i64)> {
-    let q = keys.queue(concert_id);
-    let reply: Vec<Value> = redis
-        .run(
-            &redis.scripts.queue_admit,
-            vec![q.waiting(), q.polled(), q.active(), q.bucket(), q.listed()],
-            vec![
-                s.admission_rate.to_string(),
-                s.max_active.to_string(),
-                s.active_ttl_ms.to_string(),
-                s.waiting_idle_ms.to_string(),
-                ENDED_RETENTION_MS.to_string(),
-                q.token_prefix(),
-                q.user_prefix(),
-                super::LISTED_MARKER_MS.to_string(),
-            ],
-        )
-        .await?;
-    let [waiting, active, admitted, expired, dropped, expires_ms] = reply.as_slice() else {
-        return Err(Error::Internal(format!("queue_admit reply {reply:?}")));
-    };
+pub async fn admit(app: &AppState, concert_id: i64) -> Result<(i64, i64)> {
+    let s = &app.queue;
+    let tick = scripts::Admit {
+        keys: &app.keys.queue(concert_id),
+        admission_rate: s.admission_rate,
+        max_active: s.max_active,
+        active_ttl_ms: s.active_ttl_ms,
+        waiting_idle_ms: s.waiting_idle_ms,
+        ended_retention_ms: ENDED_RETENTION_MS,
+        listed_marker_ms: LISTED_MARKER_MS,
+    }
+    .run(&app.redis)
+    .await?;
     let now = Utc::now();
-    let expires_at = millis(int(expires_ms)?);
-    for (reason, list, status) in [
-        ("admitted", admitted, QueueStatus::Active),
-        ("active_ttl", expired, QueueStatus::Expired),
-        ("idle", dropped, QueueStatus::Expired),
+    let expires_at = millis(tick.admitted_until_ms);
+    for (reason, pairs, status) in [
+        ("admitted", &tick.admitted, QueueStatus::Active),
+        ("active_ttl", &tick.expired, QueueStatus::Expired),
+        ("idle", &tick.dropped, QueueStatus::Expired),
     ] {
-        let pairs = pairs(list)?;
         if pairs.is_empty() {
             continue;
         }
@@ -166,14 +137,15 @@ pub async fn admit(
                 .increment(pairs.len() as u64),
         }
         for (token, user_id) in pairs {
-            let (Ok(token), Ok(user_id)) = (Uuid::parse_str(&token), user_id.parse::<i64>()) else {
+            let (Ok(token), Ok(user_id)) = (Uuid::parse_str(token), user_id.parse::<i64>()) else {
                 continue;
             };
-            audit.record(AuditEvent {
+            app.audit.record(AuditEvent {
                 token,
                 user_id,
                 concert_id,
                 status,
+                queue_no: None,
                 joined_at: now,
                 activated_at: (status == QueueStatus::Active).then_some(now),
                 expires_at: if status == QueueStatus::Active {
@@ -184,21 +156,5 @@ pub async fn admit(
             });
         }
     }
-    Ok((int(waiting)?, int(active)?))
-}
-
-/// `[token, user, token, user, ...]` as pairs.
-fn pairs(list: &Value) -> Result<Vec<(String, String)>> {
-    let items = match list {
-        Value::Array(items) => items,
-        Value::Null => return Ok(Vec::new()),
-        other => return Err(Error::Internal(format!("queue_admit list {other:?}"))),
-    };
-    items
-        .chunks(2)
-        .map(|p| match p {
-            [t, u] => Ok((text(t)?, text(u).unwrap_or_default())),
-            _ => Err(Error::Internal("queue_admit list of odd length".into())),
-        })
-        .collect()
+    Ok((tick.waiting, tick.active))
 }

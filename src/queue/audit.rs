@@ -29,6 +29,8 @@ pub struct AuditEvent {
     pub user_id: i64,
     pub concert_id: i64,
     pub status: QueueStatus,
+    /// The token's place in the concert's arrival order (known at the join).
+    pub queue_no: Option<i64>,
     pub joined_at: DateTime<Utc>,
     pub activated_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -42,6 +44,7 @@ impl AuditEvent {
             user_id,
             concert_id,
             status,
+            queue_no: None,
             joined_at: Utc::now(),
             activated_at: None,
             expires_at: None,
@@ -147,6 +150,7 @@ async fn write(pg: &PgPool, batch: &[AuditEvent]) -> Result<(), sqlx::Error> {
             .entry(e.token)
             .and_modify(|m| {
                 m.status = m.status.max(e.status);
+                m.queue_no = m.queue_no.or(e.queue_no);
                 m.joined_at = m.joined_at.min(e.joined_at);
                 m.activated_at = m.activated_at.or(e.activated_at);
                 m.expires_at = m.expires_at.or(e.expires_at);
@@ -158,11 +162,13 @@ async fn write(pg: &PgPool, batch: &[AuditEvent]) -> Result<(), sqlx::Error> {
     let mut rows: Vec<&AuditEvent> = merged.values().collect();
     rows.sort_unstable_by_key(|e| e.token);
     sqlx::query(
-        "INSERT INTO reservation_queue (token, user_id, concert_id, status, activated_at, expires_at, created_at)
+        "INSERT INTO reservation_queue (token, user_id, concert_id, status, activated_at, expires_at,
+                                        created_at, queue_no)
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::queue_token_status[],
-                              $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
+                              $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
          ON CONFLICT (token) DO UPDATE SET
              status = GREATEST(reservation_queue.status, EXCLUDED.status),
+             queue_no = COALESCE(reservation_queue.queue_no, EXCLUDED.queue_no),
              activated_at = COALESCE(reservation_queue.activated_at, EXCLUDED.activated_at),
              expires_at = COALESCE(EXCLUDED.expires_at, reservation_queue.expires_at),
              created_at = LEAST(reservation_queue.created_at, EXCLUDED.created_at),
@@ -175,6 +181,7 @@ async fn write(pg: &PgPool, batch: &[AuditEvent]) -> Result<(), sqlx::Error> {
     .bind(rows.iter().map(|e| e.activated_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|e| e.expires_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|e| e.joined_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.queue_no).collect::<Vec<_>>())
     .execute(pg)
     .await?;
     Ok(())

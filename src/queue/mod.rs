@@ -9,15 +9,15 @@
 
 pub mod admission;
 pub mod audit;
+pub mod gate;
 pub mod token;
 
+use crate::AppState;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::redis::{int, text};
-use crate::store::{Keys, Redis};
-use audit::{Audit, AuditEvent};
+use crate::store::scripts::{self, Script};
+use audit::AuditEvent;
 use chrono::{DateTime, TimeZone, Utc};
-use fred::types::Value;
 use serde::Serialize;
 pub use token::QueueToken;
 
@@ -36,18 +36,6 @@ pub enum QueueStatus {
     Active,
     Expired,
     Processed,
-}
-
-impl QueueStatus {
-    fn from_code(code: &str) -> Result<Self> {
-        Ok(match code {
-            "W" => QueueStatus::Waiting,
-            "A" => QueueStatus::Active,
-            "X" => QueueStatus::Expired,
-            "P" => QueueStatus::Processed,
-            other => return Err(Error::Internal(format!("queue status code {other:?}"))),
-        })
-    }
 }
 
 /// A token as API.md shows it.
@@ -83,7 +71,7 @@ impl QueueSettings {
 
     /// A WAITING record outlives its last poll by the idle window plus the
     /// retention, so it is still readable (as EXPIRED) after it drops out.
-    fn waiting_record_ttl_ms(&self) -> u64 {
+    pub fn waiting_record_ttl_ms(&self) -> u64 {
         self.waiting_idle_ms + ENDED_RETENTION_MS
     }
 }
@@ -120,91 +108,47 @@ pub struct Joined {
 }
 
 /// Joins `concert_id`'s queue (the caller has checked the concert exists).
-pub async fn join(
-    redis: &Redis,
-    keys: &Keys,
-    audit: &Audit,
-    s: &QueueSettings,
-    user_id: i64,
-    concert_id: i64,
-) -> Result<Joined> {
+pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joined> {
     let token = QueueToken::new(concert_id)
         .ok_or_else(|| Error::Internal(format!("concert id {concert_id} does not fit a token")))?;
-    let q = keys.queue(concert_id);
-    let text_token = token.text();
-    let reply: Vec<Value> = redis
-        .run(
-            &redis.scripts.queue_join,
-            vec![
-                q.user(user_id),
-                q.token(&text_token),
-                q.waiting(),
-                q.polled(),
-                q.arrivals(),
-                q.active(),
-                q.listed(),
-            ],
-            vec![
-                text_token.clone(),
-                user_id.to_string(),
-                s.waiting_record_ttl_ms().to_string(),
-                q.token_prefix(),
-                LISTED_MARKER_MS.to_string(),
-            ],
-        )
-        .await?;
-    let [
-        created,
-        tok,
-        status,
-        position,
-        expires,
-        active,
-        needs_listing,
-        joined,
-    ] = reply.as_slice()
-    else {
-        return Err(Error::Internal(format!("queue_join reply {reply:?}")));
-    };
-    let created = int(created)? == 1;
-    let status = QueueStatus::from_code(&text(status)?)?;
-    let tok = text(tok)?;
-    if int(needs_listing)? == 1 {
-        list_for_admission(redis, keys, concert_id).await?;
+    let s = &app.queue;
+    let joined = scripts::Join {
+        keys: &app.keys.queue(concert_id),
+        token: &token,
+        user_id,
+        record_ttl_ms: s.waiting_record_ttl_ms(),
+        listed_marker_ms: LISTED_MARKER_MS,
     }
-    if created {
+    .run(&app.redis)
+    .await?;
+    if joined.needs_listing {
+        app.redis.list_queue(&app.keys, concert_id).await?;
+    }
+    if joined.created {
         metrics::counter!("queue_joins_total").increment(1);
-        audit.record(AuditEvent {
+        app.audit.record(AuditEvent {
             token: token.uuid,
             user_id,
             concert_id,
             status: QueueStatus::Waiting,
-            joined_at: millis(int(joined)?).unwrap_or_else(Utc::now),
+            queue_no: Some(joined.arrival),
+            joined_at: millis(joined.joined_ms).unwrap_or_else(Utc::now),
             activated_at: None,
             expires_at: None,
         });
     }
     Ok(Joined {
-        created,
+        created: joined.created,
         view: view(
-            tok,
+            joined.token,
             concert_id,
-            status,
-            int(position)?,
-            int(expires)?,
-            int(active)?,
+            joined.status,
+            joined.position,
+            joined.expires_ms,
+            joined.active,
             s,
         ),
     })
-}
-/// Makes sure the admission worker visits `concert_id`'s queue. The second
-/// round trip of a join or poll, needed only when a queue (re)starts: the
-/// worker's ticks keep the marker that makes it unnecessary otherwise.
-async fn list_for_admission(redis: &Redis, keys: &Keys, concert_id: i64) -> Result<()> {
-    let _: i64 =
-        fred::interfaces::SetsInterface::sadd(redis.client(), keys.queued_concerts(), concert_id)
-            .await?;
-    Ok(())
 }
 
 fn view(
@@ -243,101 +187,53 @@ fn token_not_found() -> Error {
 }
 
 /// Reads a token for its owner (counts as a poll while WAITING).
-pub async fn status(
-    redis: &Redis,
-    keys: &Keys,
-    s: &QueueSettings,
-    user_id: i64,
-    token: &str,
-) -> Result<TokenView> {
+pub async fn status(app: &AppState, user_id: i64, token: &str) -> Result<TokenView> {
     let token = QueueToken::parse(token).ok_or_else(token_not_found)?;
-    let q = keys.queue(token.concert_id);
-    let text_token = token.text();
-    let reply: Option<Vec<Value>> = redis
-        .run(
-            &redis.scripts.queue_status,
-            vec![
-                q.token(&text_token),
-                q.waiting(),
-                q.polled(),
-                q.active(),
-                q.user(user_id),
-                q.listed(),
-            ],
-            vec![
-                text_token.clone(),
-                user_id.to_string(),
-                s.waiting_record_ttl_ms().to_string(),
-                LISTED_MARKER_MS.to_string(),
-            ],
-        )
-        .await?;
-    let reply = reply
-        .filter(|r| !r.is_empty())
-        .ok_or_else(token_not_found)?;
-    let [status, position, expires, active, needs_listing] = reply.as_slice() else {
-        return Err(Error::Internal(format!("queue_status reply {reply:?}")));
-    };
-    if int(needs_listing)? == 1 {
-        list_for_admission(redis, keys, token.concert_id).await?;
+    let s = &app.queue;
+    let polled = scripts::Poll {
+        keys: &app.keys.queue(token.concert_id),
+        token: &token,
+        user_id,
+        record_ttl_ms: s.waiting_record_ttl_ms(),
+        listed_marker_ms: LISTED_MARKER_MS,
     }
-    let status = QueueStatus::from_code(&text(status)?)?;
+    .run(&app.redis)
+    .await?
+    .ok_or_else(token_not_found)?;
+    if polled.needs_listing {
+        app.redis.list_queue(&app.keys, token.concert_id).await?;
+    }
     Ok(view(
-        text_token,
+        token.text(),
         token.concert_id,
-        status,
-        int(position)?,
-        int(expires)?,
-        int(active)?,
+        polled.status,
+        polled.position,
+        polled.expires_ms,
+        polled.active,
         s,
     ))
 }
 
 /// The owner gives a token up: it leaves the queue or frees its active slot,
 /// and the user's pending holds in the concert are released.
-pub async fn leave(
-    redis: &Redis,
-    keys: &Keys,
-    audit: &Audit,
-    user_id: i64,
-    token: &str,
-) -> Result<()> {
+pub async fn leave(app: &AppState, user_id: i64, token: &str) -> Result<()> {
     let token = QueueToken::parse(token).ok_or_else(token_not_found)?;
-    let q = keys.queue(token.concert_id);
-    let b = keys.booking(token.concert_id);
-    let text_token = token.text();
-    let reply: Option<Vec<Value>> = redis
-        .run(
-            &redis.scripts.queue_leave,
-            vec![
-                q.token(&text_token),
-                q.waiting(),
-                q.polled(),
-                q.active(),
-                q.user(user_id),
-                b.user_holds(user_id),
-            ],
-            vec![
-                text_token,
-                user_id.to_string(),
-                ENDED_RETENTION_MS.to_string(),
-                b.tag().to_owned(),
-            ],
-        )
-        .await?;
-    let reply = reply
-        .filter(|r| !r.is_empty())
-        .ok_or_else(token_not_found)?;
-    let [had, released] = reply.as_slice() else {
-        return Err(Error::Internal(format!("queue_leave reply {reply:?}")));
-    };
-    let released = int(released)?;
-    if released > 0 {
-        metrics::counter!("holds_released_total", "reason" => "left").increment(released as u64);
+    let left = scripts::Leave {
+        keys: &app.keys,
+        token: &token,
+        user_id,
+        ended_retention_ms: ENDED_RETENTION_MS,
     }
-    if matches!(text(had)?.as_str(), "W" | "A") {
+    .run(&app.redis)
+    .await?
+    .ok_or_else(token_not_found)?;
+    if left.holds_released > 0 {
+        metrics::counter!("holds_released_total", "reason" => "left")
+            .increment(left.holds_released as u64);
+    }
+    if matches!(left.had, QueueStatus::Waiting | QueueStatus::Active) {
         metrics::counter!("queue_expired_total", "reason" => "left").increment(1);
-        audit.record(AuditEvent::ended(
+        app.audit.record(AuditEvent::ended(
             token.uuid,
             user_id,
             token.concert_id,
@@ -345,90 +241,6 @@ pub async fn leave(
         ));
     }
     Ok(())
-}
-
-fn pass_required() -> Error {
-    Error::Unauthorized {
-        code: "queue_token_required",
-        message: "an X-Queue-Token header is required".into(),
-    }
-}
-
-fn pass_invalid() -> Error {
-    Error::Unauthorized {
-        code: "queue_token_invalid",
-        message: "the queue token is unknown or not yours".into(),
-    }
-}
-
-/// Maps a gate script's verdict to the API's answer: `Ok` for `"ok"`, else the
-/// gate's error. Other verdicts are the caller's to read first.
-pub fn gate_verdict(verdict: &str) -> Result<()> {
-    match verdict {
-        "ok" => Ok(()),
-        "invalid" => Err(pass_invalid()),
-        "expired" => Err(Error::Unauthorized {
-            code: "queue_token_expired",
-            message: "the queue token has expired or was already used".into(),
-        }),
-        "waiting" => Err(Error::Forbidden {
-            code: "queue_token_not_active",
-            message: "the queue token is still waiting to be admitted".into(),
-        }),
-        other => Err(Error::Internal(format!("gate verdict {other:?}"))),
-    }
-}
-
-fn wrong_concert() -> Error {
-    Error::Forbidden {
-        code: "queue_token_wrong_concert",
-        message: "the queue token is for another concert".into(),
-    }
-}
-
-/// The queue pass of a gated request for `concert_id`, checked in API.md's
-/// order. `header` is the `X-Queue-Token` value, if any. One round trip.
-pub async fn check_pass(
-    redis: &Redis,
-    keys: &Keys,
-    user_id: i64,
-    header: Option<&str>,
-    concert_id: i64,
-) -> Result<()> {
-    let token = QueueToken::parse(header.ok_or_else(pass_required)?).ok_or_else(pass_invalid)?;
-    let q = keys.queue(token.concert_id);
-    let verdict: String = redis
-        .run(
-            &redis.scripts.queue_gate,
-            vec![q.token(&token.text())],
-            vec![user_id.to_string()],
-        )
-        .await?;
-    gate_verdict(&verdict)?;
-    if token.concert_id != concert_id {
-        return Err(wrong_concert());
-    }
-    Ok(())
-}
-
-/// The pass of a gated request whose own script checks the gate in the same
-/// round trip. Returns the token when it names `concert_id` (the script then
-/// reads its record); otherwise answers with the gate's error (a missing or
-/// malformed header at once; a token of another concert after one round trip
-/// to its record, for the exact error of API.md's order).
-pub async fn pass_for(
-    redis: &Redis,
-    keys: &Keys,
-    user_id: i64,
-    header: Option<&str>,
-    concert_id: i64,
-) -> Result<QueueToken> {
-    let token = QueueToken::parse(header.ok_or_else(pass_required)?).ok_or_else(pass_invalid)?;
-    if token.concert_id == concert_id {
-        return Ok(token);
-    }
-    check_pass(redis, keys, user_id, header, concert_id).await?;
-    Err(wrong_concert())
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Every Redis key boxoffice uses is built here, and nowhere else.
+//! Every Redis key boxoffice uses is spelled here. The one other place is
+//! `lua/lib.lua`: scripts that release a hold found through a reservation
+//! record build that hold's keys from the concert's tag, with the same
+//! spellings (a test runs them in Redis and compares).
 //!
 //! All keys start with `REDIS_PREFIX`, so several deployments (or test runs) share
 //! one Redis safely. Keys of one concert carry the hash tag `{c:<concert_id>}` so
@@ -15,10 +18,6 @@ impl Keys {
         Keys {
             prefix: prefix.into(),
         }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
     }
 
     /// The key the readiness probe's script writes and reads back.

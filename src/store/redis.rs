@@ -1,13 +1,18 @@
-//! The Redis client and the Lua scripts of `lua/`.
+//! The Redis client: the scripts of `lua/` (through their types in
+//! [`scripts`](super::scripts)) and the few plain commands the service sends,
+//! each a method named for what it does. Nothing outside `store` sees a Redis
+//! command or reply.
 //!
 //! One multiplexed, auto-pipelined connection: on two cores it beat pools of 4
 //! and 8 (STACK.md). Scripts are compiled into the binary, loaded once at start,
 //! and called by SHA; if Redis forgets them (a restart, `SCRIPT FLUSH`), the call
 //! that meets `NOSCRIPT` loads the script again and retries.
 
+use super::keys::{BookingKeys, Keys};
+use super::scripts::{self, ReservationRecord, Script};
 use crate::error::{Error, Result};
 use fred::prelude::*;
-use fred::types::scripts::Script;
+use fred::types::{Expiration, SetOptions};
 use std::time::Duration;
 
 /// How long a command may wait, including time queued while reconnecting, before
@@ -17,99 +22,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Delay between reconnection attempts while Redis is down.
 const RECONNECT_DELAY_MS: u32 = 250;
 
-/// A script of `lua/` with the shared helpers of `lua/lib.lua` in front.
-macro_rules! with_lib {
-    ($file:literal) => {
-        Script::from_lua(concat!(
-            include_str!("../../lua/lib.lua"),
-            include_str!(concat!("../../lua/", $file))
-        ))
-    };
-}
-
-/// Every script the service runs, by name.
-pub struct Scripts {
-    pub ready: Script,
-    pub queue_join: Script,
-    pub queue_status: Script,
-    pub queue_gate: Script,
-    pub queue_leave: Script,
-    pub queue_admit: Script,
-    pub queue_unlist: Script,
-    pub lease: Script,
-    pub seat_map: Script,
-    pub availability: Script,
-    pub hold: Script,
-    pub cancel: Script,
-    pub pay_begin: Script,
-    pub pay_abort: Script,
-    pub pay_finish: Script,
-    pub sold_mark: Script,
-    pub sold_rebuilt: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Scripts {
-            ready: Script::from_lua(include_str!("../../lua/ready.lua")),
-            queue_join: Script::from_lua(include_str!("../../lua/queue_join.lua")),
-            queue_status: Script::from_lua(include_str!("../../lua/queue_status.lua")),
-            queue_gate: with_lib!("queue_gate.lua"),
-            queue_leave: with_lib!("queue_leave.lua"),
-            queue_admit: Script::from_lua(include_str!("../../lua/queue_admit.lua")),
-            queue_unlist: Script::from_lua(include_str!("../../lua/queue_unlist.lua")),
-            lease: Script::from_lua(include_str!("../../lua/lease.lua")),
-            seat_map: with_lib!("seat_map.lua"),
-            availability: with_lib!("availability.lua"),
-            hold: with_lib!("hold.lua"),
-            cancel: with_lib!("cancel.lua"),
-            pay_begin: with_lib!("pay_begin.lua"),
-            pay_abort: with_lib!("pay_abort.lua"),
-            pay_finish: with_lib!("pay_finish.lua"),
-            sold_mark: with_lib!("sold_mark.lua"),
-            sold_rebuilt: Script::from_lua(include_str!("../../lua/sold_rebuilt.lua")),
-        }
-    }
-
-    fn all(&self) -> [&Script; 17] {
-        [
-            &self.ready,
-            &self.queue_join,
-            &self.queue_status,
-            &self.queue_gate,
-            &self.queue_leave,
-            &self.queue_admit,
-            &self.queue_unlist,
-            &self.lease,
-            &self.seat_map,
-            &self.availability,
-            &self.hold,
-            &self.cancel,
-            &self.pay_begin,
-            &self.pay_abort,
-            &self.pay_finish,
-            &self.sold_mark,
-            &self.sold_rebuilt,
-        ]
-    }
-}
-
-/// Reads an integer out of a script reply.
-pub fn int(v: &Value) -> Result<i64> {
-    v.as_i64()
-        .ok_or_else(|| Error::Internal(format!("script reply: expected an integer, got {v:?}")))
-}
-
-/// Reads a string out of a script reply.
-pub fn text(v: &Value) -> Result<String> {
-    v.as_string()
-        .ok_or_else(|| Error::Internal(format!("script reply: expected a string, got {v:?}")))
-}
-
 /// A connected (or reconnecting) Redis client with the service's scripts.
 pub struct Redis {
     pool: Pool,
-    pub scripts: Scripts,
 }
 
 impl Redis {
@@ -131,10 +46,7 @@ impl Redis {
             .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS))
             .build_pool(1)?;
         pool.connect();
-        Ok(Redis {
-            pool,
-            scripts: Scripts::new(),
-        })
+        Ok(Redis { pool })
     }
 
     /// Waits up to `wait` for the first connection, then loads every script.
@@ -142,8 +54,8 @@ impl Redis {
     pub async fn load_scripts(&self, wait: Duration) {
         let loaded = tokio::time::timeout(wait, async {
             self.pool.wait_for_connect().await?;
-            for script in self.scripts.all() {
-                script.load(self.client()).await?;
+            for lua in scripts::all() {
+                lua.compiled().load(self.client()).await?;
             }
             Ok::<_, fred::error::Error>(())
         })
@@ -156,38 +68,123 @@ impl Redis {
     }
 
     /// The client to send the next command on.
-    pub fn client(&self) -> &Client {
+    fn client(&self) -> &Client {
         self.pool.next()
     }
 
-    /// Runs a script by SHA, loading it if Redis does not know it.
-    pub async fn run<R: FromValue>(
-        &self,
-        script: &Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    ) -> Result<R> {
-        Ok(script
-            .evalsha_with_reload(self.client(), keys, args)
-            .await?)
+    /// Runs a script by SHA, loading it if Redis does not know it. Call sites
+    /// use [`Script::run`].
+    pub(crate) async fn run<S: Script>(&self, script: S) -> Result<S::Reply> {
+        let lua = S::lua();
+        let keys = script.keys();
+        debug_assert!(
+            lua.keys.accepts(keys.len()),
+            "{} takes {:?} keys, given {}",
+            lua.file,
+            lua.keys,
+            keys.len()
+        );
+        let reply: Value = lua
+            .compiled()
+            .evalsha_with_reload(self.client(), keys, script.args())
+            .await?;
+        S::reply(reply)
     }
 
     /// The readiness probe: one script round trip, bounded by `timeout`.
-    pub async fn ping(&self, probe_key: String, timeout: Duration) -> Result<()> {
-        let token = uuid::Uuid::new_v4().to_string();
-        let answer: String = tokio::time::timeout(
+    pub async fn ping(&self, keys: &Keys, timeout: Duration) -> Result<()> {
+        let value = uuid::Uuid::new_v4().to_string();
+        let answer = tokio::time::timeout(
             timeout,
-            self.run(&self.scripts.ready, vec![probe_key], vec![token.clone()]),
+            scripts::Ready {
+                keys,
+                value: &value,
+            }
+            .run(self),
         )
         .await
         .map_err(|_| Error::Unavailable("redis: readiness probe timed out".into()))??;
-        if answer == token {
+        if answer == value {
             Ok(())
         } else {
             Err(Error::Internal(
                 "redis: readiness probe read back another value".into(),
             ))
         }
+    }
+
+    /// The concerts whose queues the admission worker visits.
+    pub async fn queued_concerts(&self, keys: &Keys) -> Result<Vec<i64>> {
+        Ok(self.client().smembers(keys.queued_concerts()).await?)
+    }
+
+    /// Adds a concert to the admission worker's set.
+    pub async fn list_queue(&self, keys: &Keys, concert_id: i64) -> Result<()> {
+        let _: i64 = self
+            .client()
+            .sadd(keys.queued_concerts(), concert_id)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a concert off the admission worker's set.
+    pub async fn unlist_queue(&self, keys: &Keys, concert_id: i64) -> Result<()> {
+        let _: i64 = self
+            .client()
+            .srem(keys.queued_concerts(), concert_id)
+            .await?;
+        Ok(())
+    }
+
+    /// A reservation's record, `None` when Redis has none.
+    pub async fn reservation_record(
+        &self,
+        keys: &BookingKeys,
+        id: i64,
+    ) -> Result<Option<ReservationRecord>> {
+        let fields: Vec<Option<String>> = self
+            .client()
+            .hmget(keys.reservation(id), ReservationRecord::FIELDS.to_vec())
+            .await?;
+        ReservationRecord::from_fields(id, &fields)
+    }
+
+    /// The running Redis server's `run_id` (new at every Redis start).
+    pub async fn run_id(&self) -> Result<String> {
+        let info: String = self
+            .client()
+            .custom(fred::cmd!("INFO"), vec!["server"])
+            .await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| Error::Internal("redis INFO has no run_id".into()))
+    }
+
+    /// The run id the SOLD seats were last rebuilt for, if any.
+    pub async fn sold_rebuilt_for(&self, keys: &Keys) -> Result<Option<String>> {
+        Ok(self.client().get(keys.sold_rebuilt()).await?)
+    }
+
+    /// Takes the right to rebuild SOLD seats (one server at a time) with this
+    /// rebuild's `nonce`, for `ttl`; `false` if another server has it.
+    pub async fn begin_sold_rebuild(
+        &self,
+        keys: &Keys,
+        nonce: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let taken: Option<String> = self
+            .client()
+            .set(
+                keys.sold_rebuilding(),
+                nonce,
+                Some(Expiration::EX(ttl.as_secs().max(1) as i64)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await?;
+        Ok(taken.is_some())
     }
 
     pub async fn quit(&self) {

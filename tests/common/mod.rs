@@ -8,6 +8,7 @@
 pub mod proxy;
 
 use boxoffice::config::Config;
+use boxoffice::store::Keys;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -206,15 +207,16 @@ impl TestApp {
         response.text().await.unwrap()
     }
 
-    /// A new user through `POST /users`: (id, bearer header value).
+    /// A new user through `POST /users`: (id, bearer header value). Arranges,
+    /// so a refusal panics (see [`expect_status`]).
     pub async fn new_user(&self) -> (i64, String) {
-        let (status, body) = self.post("/users", &[], json!({})).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let id = body["id"].as_i64().expect("user id");
-        (
-            id,
-            format!("Bearer {}", body["access_token"].as_str().expect("token")),
-        )
+        let answer = self.post("/users", &[], json!({})).await;
+        let body = expect_status(answer, StatusCode::CREATED, "creating a user");
+        let id = body["id"].as_i64().expect("a new user has an id");
+        let token = body["access_token"]
+            .as_str()
+            .expect("a new user has a token");
+        (id, format!("Bearer {token}"))
     }
 
     pub async fn charge(&self, auth: &str, amount: i64) -> (StatusCode, Value) {
@@ -226,33 +228,39 @@ impl TestApp {
         .await
     }
 
+    /// The user's balance, for the test to compare. A read that fails panics
+    /// (see [`expect_status`]): a balance that cannot be read cannot be right.
     pub async fn balance(&self, auth: &str) -> i64 {
-        let (status, body) = self.get("/balance", &[("authorization", auth)]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["balance"].as_i64().unwrap()
+        let answer = self.get("/balance", &[("authorization", auth)]).await;
+        let body = expect_status(answer, StatusCode::OK, "reading the balance");
+        body["balance"].as_i64().expect("a balance is a number")
     }
 
-    /// A concert with one schedule of `seats` seats at `price`: (concert id, schedule id).
+    /// A concert with one schedule of `seats` seats at `price`: (concert id,
+    /// schedule id). Arranges, so a refusal panics (see [`expect_status`]).
     pub async fn new_concert(&self, seats: i64, price: i64) -> (i64, i64) {
         let admin = [("x-admin-key", ADMIN_KEY)];
-        let (status, concert) = self
+        let answer = self
             .post(
                 "/admin/concerts",
                 &admin,
                 json!({"title": "Test concert", "artist": "Band"}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{concert}");
-        let id = concert["id"].as_i64().unwrap();
-        let (status, schedule) = self
+        let concert = expect_status(answer, StatusCode::CREATED, "creating a concert");
+        let id = concert["id"].as_i64().expect("a new concert has an id");
+        let answer = self
             .post(
                 &format!("/admin/concerts/{id}/schedules"),
                 &admin,
                 json!({"start_at": "2027-01-01T19:00:00Z", "seat_count": seats, "price": price}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{schedule}");
-        (id, schedule["id"].as_i64().unwrap())
+        let schedule = expect_status(answer, StatusCode::CREATED, "creating a schedule");
+        (
+            id,
+            schedule["id"].as_i64().expect("a new schedule has an id"),
+        )
     }
 
     /// Row counts of every table: the state a bad request must leave unchanged.
@@ -277,7 +285,7 @@ impl TestApp {
                     .unwrap();
             counts.push((table.to_owned(), n));
         }
-        let total: Option<i64> = sqlx::query_scalar("SELECT sum(amount)::bigint FROM balance")
+        let total: Option<i64> = sqlx::query_scalar("SELECT sum(balance)::bigint FROM balance")
             .fetch_one(&self.pg)
             .await
             .unwrap();
@@ -290,11 +298,11 @@ impl TestApp {
     /// negative or past the limit.
     pub async fn assert_ledger(&self) {
         let broken: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT b.user_id, b.amount,
+            "SELECT b.user_id, b.balance,
                     COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)::bigint
                FROM balance b LEFT JOIN balance_history h ON h.user_id = b.user_id
-              GROUP BY b.user_id, b.amount
-             HAVING b.amount <> COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)",
+              GROUP BY b.user_id, b.balance
+             HAVING b.balance <> COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)",
         )
         .fetch_all(&self.pg)
         .await
@@ -305,7 +313,7 @@ impl TestApp {
         );
         let stale: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM balance b
-              WHERE b.amount <> COALESCE((SELECT balance_after FROM balance_history h
+              WHERE b.balance <> COALESCE((SELECT balance_after FROM balance_history h
                                           WHERE h.user_id = b.user_id ORDER BY id DESC LIMIT 1), 0)",
         )
         .fetch_one(&self.pg)
@@ -343,7 +351,7 @@ impl TestApp {
               WHERE r.status = 'CONFIRMED' AND NOT EXISTS (
                     SELECT 1 FROM payment p
                       JOIN balance_history h ON h.payment_id = p.id
-                     WHERE p.reservation_id = r.id AND p.amount = r.price
+                     WHERE p.reservation_id = r.id AND p.price = r.price
                        AND p.user_id = r.user_id AND h.type = 'USE' AND h.amount = r.price)",
         )
         .fetch_all(&self.pg)
@@ -378,13 +386,13 @@ impl TestApp {
     pub async fn move_balance_to(&self, user_id: i64, amount: i64) {
         let mut tx = self.pg.begin().await.unwrap();
         let old: i64 =
-            sqlx::query_scalar("SELECT amount FROM balance WHERE user_id = $1 FOR UPDATE")
+            sqlx::query_scalar("SELECT balance FROM balance WHERE user_id = $1 FOR UPDATE")
                 .bind(user_id)
                 .fetch_one(&mut *tx)
                 .await
                 .unwrap();
         let kind = if amount >= old { "CHARGE" } else { "USE" };
-        sqlx::query("UPDATE balance SET amount = $2 WHERE user_id = $1")
+        sqlx::query("UPDATE balance SET balance = $2 WHERE user_id = $1")
             .bind(user_id)
             .bind(amount)
             .execute(&mut *tx)
@@ -408,6 +416,11 @@ impl TestApp {
     pub async fn redis_keys(&self) -> Vec<String> {
         redis_keys(&self.prefix).await
     }
+
+    /// The app's own key builder, for tests that arrange or read Redis state.
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
 }
 
 pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
@@ -424,6 +437,20 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
         })
     };
     (status, body)
+}
+
+/// For helpers that arrange a test's scene or read a value for the test to
+/// compare: the body of an answer that has the status `want`, or a panic that
+/// names the step. Such a panic is a broken setup or an unreadable value, not
+/// the outcome under test: where an answer's status is the point of a test, the
+/// test asserts it itself.
+#[track_caller]
+pub fn expect_status(answer: (StatusCode, Value), want: StatusCode, step: &str) -> Value {
+    let (status, body) = answer;
+    if status != want {
+        panic!("{step}: wanted {want}, got {status}: {body}");
+    }
+    body
 }
 
 /// Asserts an error answer: status, the envelope's shape, and its code.

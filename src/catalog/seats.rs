@@ -1,5 +1,6 @@
 //! The seat catalog of a schedule (ids, numbers, prices), cached in process, and
-//! the live seat map built from it and the schedule's state in Redis.
+//! the rendering of the live seat map from it and the schedule's state in Redis
+//! (which `booking::seat_map` reads).
 //!
 //! Seats never change once their schedule exists, so a schedule's catalog is
 //! read from Postgres once per process and kept. Each seat has an *index*: its
@@ -88,14 +89,6 @@ impl SeatCatalog {
             json,
             ends,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.seats.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seats.is_empty()
     }
 
     /// The index of seat `seat_no`, if the schedule has it.

@@ -1,0 +1,391 @@
+//! The waiting room's scripts: join, poll, leave, the gate, the admission tick
+//! and the lease that lets one server tick at a time.
+
+use super::{Fields, KeyCount, Lua, Script, lua, one_int, shape};
+use crate::error::{Error, Result};
+use crate::queue::{QueueStatus, QueueToken};
+use crate::store::keys::{Keys, QueueKeys};
+use fred::types::Value;
+
+fn status(letter: &str, script: &str) -> Result<QueueStatus> {
+    QueueStatus::from_letter(letter)
+        .ok_or_else(|| Error::Internal(format!("{script}: status letter {letter:?}")))
+}
+
+/// Why a queue pass does not let a request through (checked in API.md's order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// Unknown, or another user's.
+    Invalid,
+    /// Expired or already processed.
+    Expired,
+    /// Still waiting to be admitted.
+    Waiting,
+}
+
+impl Denied {
+    /// Reads the verdict of `lib.lua`'s `gate()`: `None` for `'ok'`.
+    pub(super) fn from_verdict(verdict: &str, script: &str) -> Result<Option<Denied>> {
+        match verdict {
+            "ok" => Ok(None),
+            "invalid" => Ok(Some(Denied::Invalid)),
+            "expired" => Ok(Some(Denied::Expired)),
+            "waiting" => Ok(Some(Denied::Waiting)),
+            other => Err(Error::Internal(format!("{script}: gate verdict {other:?}"))),
+        }
+    }
+}
+
+/// `queue_join.lua`: makes the user's token in a concert's queue, or returns
+/// their live one.
+pub struct Join<'a> {
+    pub keys: &'a QueueKeys,
+    pub token: &'a QueueToken,
+    pub user_id: i64,
+    /// How long a WAITING record lives past its last poll.
+    pub record_ttl_ms: u64,
+    pub listed_marker_ms: u64,
+}
+
+/// What a join found or made.
+#[derive(Debug)]
+pub struct Joined {
+    /// A new token was made (else the user's live one is returned).
+    pub created: bool,
+    pub token: String,
+    pub status: QueueStatus,
+    /// 1-based while WAITING, else 0.
+    pub position: i64,
+    /// When an ACTIVE token stops being valid (ms), else 0.
+    pub expires_ms: i64,
+    pub active: i64,
+    /// The admission worker is not known to visit this queue: list it.
+    pub needs_listing: bool,
+    pub joined_ms: i64,
+    /// A new token's place in the concert's arrival order (0 when not new).
+    pub arrival: i64,
+}
+
+impl Script for Join<'_> {
+    type Reply = Joined;
+
+    fn lua() -> &'static Lua {
+        lua!("queue_join.lua", KeyCount::Exactly(7))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let q = self.keys;
+        vec![
+            q.user(self.user_id),
+            q.token(&self.token.text()),
+            q.waiting(),
+            q.polled(),
+            q.arrivals(),
+            q.active(),
+            q.listed(),
+        ]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            self.token.text(),
+            self.user_id.to_string(),
+            self.record_ttl_ms.to_string(),
+            self.keys.token_prefix(),
+            self.listed_marker_ms.to_string(),
+        ]
+    }
+
+    fn reply(value: Value) -> Result<Joined> {
+        let mut r = Fields::new(value, "queue_join")?;
+        Ok(Joined {
+            created: r.int()? == 1,
+            token: r.text()?,
+            status: status(&r.text()?, "queue_join")?,
+            position: r.int()?,
+            expires_ms: r.int()?,
+            active: r.int()?,
+            needs_listing: r.int()? == 1,
+            joined_ms: r.int()?,
+            arrival: r.int()?,
+        })
+    }
+}
+
+/// `queue_status.lua`: the owner reads a token; a read of a WAITING token
+/// counts as a poll.
+pub struct Poll<'a> {
+    pub keys: &'a QueueKeys,
+    pub token: &'a QueueToken,
+    pub user_id: i64,
+    pub record_ttl_ms: u64,
+    pub listed_marker_ms: u64,
+}
+
+/// A token as its owner's poll found it.
+#[derive(Debug)]
+pub struct Polled {
+    pub status: QueueStatus,
+    /// 1-based while WAITING, else 0.
+    pub position: i64,
+    /// When an ACTIVE token stops being valid (ms), else 0.
+    pub expires_ms: i64,
+    /// Live ACTIVE tokens (counted only while WAITING, else 0).
+    pub active: i64,
+    pub needs_listing: bool,
+}
+
+impl Script for Poll<'_> {
+    /// `None`: unknown, or another user's.
+    type Reply = Option<Polled>;
+
+    fn lua() -> &'static Lua {
+        lua!("queue_status.lua", KeyCount::Exactly(6))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let q = self.keys;
+        vec![
+            q.token(&self.token.text()),
+            q.waiting(),
+            q.polled(),
+            q.active(),
+            q.user(self.user_id),
+            q.listed(),
+        ]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            self.token.text(),
+            self.user_id.to_string(),
+            self.record_ttl_ms.to_string(),
+            self.listed_marker_ms.to_string(),
+        ]
+    }
+
+    fn reply(value: Value) -> Result<Option<Polled>> {
+        if value.is_null() {
+            return Ok(None);
+        }
+        let mut r = Fields::new(value, "queue_status")?;
+        Ok(Some(Polled {
+            status: status(&r.text()?, "queue_status")?,
+            position: r.int()?,
+            expires_ms: r.int()?,
+            active: r.int()?,
+            needs_listing: r.int()? == 1,
+        }))
+    }
+}
+
+/// `queue_gate.lua`: the queue pass of a gated request whose own work is not a
+/// script (the caller compares the token's concert afterwards).
+pub struct Gate<'a> {
+    pub keys: &'a QueueKeys,
+    pub token: &'a QueueToken,
+    pub user_id: i64,
+}
+
+impl Script for Gate<'_> {
+    /// `None`: the pass holds.
+    type Reply = Option<Denied>;
+
+    fn lua() -> &'static Lua {
+        lua!("queue_gate.lua", KeyCount::Exactly(1))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.keys.token(&self.token.text())]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![self.user_id.to_string()]
+    }
+
+    fn reply(value: Value) -> Result<Option<Denied>> {
+        let verdict = value
+            .as_string()
+            .ok_or_else(|| shape("queue_gate", &value))?;
+        Denied::from_verdict(&verdict, "queue_gate")
+    }
+}
+
+/// `queue_leave.lua`: the owner gives a token up; their pending holds in the
+/// concert are released.
+pub struct Leave<'a> {
+    pub keys: &'a Keys,
+    pub token: &'a QueueToken,
+    pub user_id: i64,
+    pub ended_retention_ms: u64,
+}
+
+/// What leaving did.
+#[derive(Debug)]
+pub struct Left {
+    /// The status the token had.
+    pub had: QueueStatus,
+    pub holds_released: i64,
+}
+
+impl Script for Leave<'_> {
+    /// `None`: unknown, or another user's.
+    type Reply = Option<Left>;
+
+    fn lua() -> &'static Lua {
+        lua!("queue_leave.lua", KeyCount::Exactly(6))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let q = self.keys.queue(self.token.concert_id);
+        let b = self.keys.booking(self.token.concert_id);
+        vec![
+            q.token(&self.token.text()),
+            q.waiting(),
+            q.polled(),
+            q.active(),
+            q.user(self.user_id),
+            b.user_holds(self.user_id),
+        ]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            self.token.text(),
+            self.user_id.to_string(),
+            self.ended_retention_ms.to_string(),
+            self.keys.concert_tag(self.token.concert_id),
+        ]
+    }
+
+    fn reply(value: Value) -> Result<Option<Left>> {
+        if value.is_null() {
+            return Ok(None);
+        }
+        let mut r = Fields::new(value, "queue_leave")?;
+        Ok(Some(Left {
+            had: status(&r.text()?, "queue_leave")?,
+            holds_released: r.int()?,
+        }))
+    }
+}
+
+/// `queue_admit.lua`: one admission tick of one concert.
+pub struct Admit<'a> {
+    pub keys: &'a QueueKeys,
+    pub admission_rate: u32,
+    /// 0: no cap.
+    pub max_active: u32,
+    pub active_ttl_ms: u64,
+    pub waiting_idle_ms: u64,
+    pub ended_retention_ms: u64,
+    pub listed_marker_ms: u64,
+}
+
+/// What a tick did. Tokens come as `(token, user id)`.
+#[derive(Debug)]
+pub struct Ticked {
+    pub waiting: i64,
+    pub active: i64,
+    pub admitted: Vec<(String, String)>,
+    /// ACTIVE tokens that reached their end.
+    pub expired: Vec<(String, String)>,
+    /// WAITING tokens not polled for the idle window.
+    pub dropped: Vec<(String, String)>,
+    /// When this tick's admissions stop being valid (ms).
+    pub admitted_until_ms: i64,
+}
+
+impl Script for Admit<'_> {
+    type Reply = Ticked;
+
+    fn lua() -> &'static Lua {
+        lua!("queue_admit.lua", KeyCount::Exactly(5))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let q = self.keys;
+        vec![q.waiting(), q.polled(), q.active(), q.bucket(), q.listed()]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            self.admission_rate.to_string(),
+            self.max_active.to_string(),
+            self.active_ttl_ms.to_string(),
+            self.waiting_idle_ms.to_string(),
+            self.ended_retention_ms.to_string(),
+            self.keys.token_prefix(),
+            self.keys.user_prefix(),
+            self.listed_marker_ms.to_string(),
+        ]
+    }
+
+    fn reply(value: Value) -> Result<Ticked> {
+        let mut r = Fields::new(value, "queue_admit")?;
+        Ok(Ticked {
+            waiting: r.int()?,
+            active: r.int()?,
+            admitted: r.pairs()?,
+            expired: r.pairs()?,
+            dropped: r.pairs()?,
+            admitted_until_ms: r.int()?,
+        })
+    }
+}
+
+/// `queue_unlist.lua`: drops an empty queue's listed marker (the caller has
+/// taken the concert off the worker's set first).
+pub struct Unlist<'a> {
+    pub keys: &'a QueueKeys,
+}
+
+impl Script for Unlist<'_> {
+    /// `true` if unlisted; `false` if the queue is in use (list it back).
+    type Reply = bool;
+
+    fn lua() -> &'static Lua {
+        lua!("queue_unlist.lua", KeyCount::Exactly(3))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.keys.waiting(), self.keys.active(), self.keys.listed()]
+    }
+
+    fn args(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn reply(value: Value) -> Result<bool> {
+        Ok(one_int(value, "queue_unlist")? == 1)
+    }
+}
+
+/// `lease.lua`: takes or renews the admission lease.
+pub struct Lease<'a> {
+    pub keys: &'a Keys,
+    /// This server's id.
+    pub holder: &'a str,
+    pub lease_ms: u64,
+}
+
+impl Script for Lease<'_> {
+    /// Whether this server holds the lease now.
+    type Reply = bool;
+
+    fn lua() -> &'static Lua {
+        lua!("lease.lua", KeyCount::Exactly(1))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.keys.admission_lease()]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![self.holder.to_owned(), self.lease_ms.to_string()]
+    }
+
+    fn reply(value: Value) -> Result<bool> {
+        Ok(one_int(value, "lease")? == 1)
+    }
+}
