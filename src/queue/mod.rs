@@ -5,7 +5,8 @@
 //! concert under its hash tag. The hot calls (join, poll, the gate) are one
 //! round trip each and never touch Postgres; what Postgres gets is the audit
 //! trail, written behind in batches ([`audit`]). Admission runs in the server
-//! ([`admission`]).
+//! ([`admission`]); the pass the booking pages ask for is [`gate`]'s. Tokens
+//! carry their concert ([`token`]).
 
 pub mod admission;
 pub mod audit;
