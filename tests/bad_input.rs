@@ -6,6 +6,18 @@ mod common;
 use common::{ADMIN_KEY, TestApp, assert_error};
 use reqwest::Method;
 
+/// name, method, path, headers, then the answer it must get (status, error
+/// code), then the body.
+type Case<'a> = (
+    &'a str,
+    Method,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+    &'a str,
+    &'a str,
+);
+
 const GET: Method = Method::GET;
 const POST: Method = Method::POST;
 const PATCH: Method = Method::PATCH;
@@ -32,7 +44,7 @@ async fn every_bad_input_is_a_clear_4xx_that_changes_nothing() {
     // One case a line: name, method, path, headers, then the answer it must get
     // (status, error code), then the body (last, as bodies vary most in width).
     #[rustfmt::skip]
-    let cases: &[(&str, Method, &str, &[(&str, &str)], u16, &str, &str)] = &[
+    let cases: &[Case] = &[
         // POST /admin/concerts
         ("concert: malformed json",     POST, "/admin/concerts", &[a], 400, "invalid_request", "{title"),
         ("concert: no title",           POST, "/admin/concerts", &[a], 400, "invalid_request", "{}"),

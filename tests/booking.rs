@@ -4,6 +4,8 @@
 
 mod common;
 
+use boxoffice::booking::ReservationStatus;
+use boxoffice::store::scripts::codes::reservation_field;
 use common::proxy::{Proxy, host_port, through};
 use common::{Env, TestApp, assert_error, eventually, expect_status};
 use futures::future::join_all;
@@ -837,7 +839,13 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
     let _: () = fred::interfaces::HashesInterface::hset(
         &redis,
         keys.reservation(r),
-        [("st", "P"), ("pay", "1")],
+        [
+            (
+                reservation_field::STATE,
+                ReservationStatus::Pending.letter(),
+            ),
+            (reservation_field::PAYING, "1"),
+        ],
     )
     .await
     .unwrap();
@@ -855,11 +863,14 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
     })
     .await;
     assert!(marked.is_some(), "the catch-up marks the sale SOLD");
-    let st: Option<String> =
-        fred::interfaces::HashesInterface::hget(&redis, keys.reservation(r), "st")
-            .await
-            .unwrap();
-    assert_eq!(st.as_deref(), Some("C"));
+    let st: Option<String> = fred::interfaces::HashesInterface::hget(
+        &redis,
+        keys.reservation(r),
+        reservation_field::STATE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st.as_deref(), Some(ReservationStatus::Confirmed.letter()));
     app.assert_ledger().await;
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use boxoffice::queue::QueueStatus;
+use boxoffice::store::scripts::codes::token_field;
 use common::{Env, TestApp, assert_error, eventually, expect_status};
 use fred::prelude::*;
 use futures::future::join_all;
@@ -399,10 +401,13 @@ async fn the_gate_checks_every_row_in_order() {
         401,
         "queue_token_invalid",
     );
-    // Processed (a paid user; set here until payments exist) and left tokens.
+    // Processed (set by hand: a paid user, without the payment) and left tokens.
     let redis = common::redis().await;
     let _: () = redis
-        .hset(app.keys().queue(other_concert).token(&o_token), ("s", "P"))
+        .hset(
+            app.keys().queue(other_concert).token(&o_token),
+            (token_field::STATUS, QueueStatus::Processed.letter()),
+        )
         .await
         .unwrap();
     let _ = redis.quit().await;
@@ -548,8 +553,12 @@ async fn a_lost_listing_heals_on_the_next_poll() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let record = app.keys().queue(concert).token(&token);
-    let status: String = redis.hget(&record, "s").await.unwrap();
-    assert_eq!(status, "W", "an unlisted queue is not visited");
+    let status: String = redis.hget(&record, token_field::STATUS).await.unwrap();
+    assert_eq!(
+        status,
+        QueueStatus::Waiting.letter(),
+        "an unlisted queue is not visited"
+    );
     // Its next poll lists the queue again, and it is admitted.
     wait_for_status(&app, &auth, &token, "ACTIVE", Duration::from_secs(3))
         .await
