@@ -25,24 +25,16 @@ run="bench-$$"
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
-need() { # need <binary> <apt package>
-  command -v "$1" >/dev/null && return
-  say "installing $2"
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
-
 # shellcheck source=loadtest/lib.sh
 source loadtest/lib.sh
 need wrk wrk
 need redis-benchmark redis-tools
 need pgbench postgresql-contrib
-export PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+pgbin=$(newest_pg_bin)
+export PATH="$PATH:$pgbin"
 
 # redis-benchmark before 7.0 has no -u: host and port from REDIS_URL.
-redis_hostport=${REDIS_URL#redis://}; redis_hostport=${redis_hostport##*@}; redis_hostport=${redis_hostport%%/*}
-redis_host=${redis_hostport%:*}; redis_port=${redis_hostport##*:}
-[ "$redis_port" = "$redis_hostport" ] && redis_port=6379
+redis_host=$(url_host "$REDIS_URL"); redis_port=$(url_port "$REDIS_URL" 6379)
 psql_q() { psql "$PG_BASE/$1" -qtAX -v ON_ERROR_STOP=1 -c "$2"; }
 
 cleanup() {
@@ -122,23 +114,19 @@ redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sh
 say "pgbench: SELECT … FOR UPDATE seat hold"
 peer_url="$PG_BASE"
 peer_dir=""
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 stop_peer() {
   if [ -n "$peer_dir" ]; then
-    as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -m fast stop >/dev/null 2>&1 || true
+    run_as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -m fast stop >/dev/null 2>&1 || true
     rm -rf "$peer_dir"; peer_dir=""
   fi
 }
 if [ "${BENCH_PEER:-durable}" = durable ]; then
   peer_port=55499
-  while (exec 3<>"/dev/tcp/127.0.0.1/$peer_port") 2>/dev/null; do peer_port=$((peer_port + 1)); done
+  while port_answers 127.0.0.1 "$peer_port"; do peer_port=$((peer_port + 1)); done
   peer_dir=$(mktemp -d /var/tmp/boxoffice-peer.XXXXXX)
-  [ "$(id -u)" = 0 ] && chown postgres: "$peer_dir"
-  as_pg "$pgbin/initdb" -D "$peer_dir/data" -U postgres --auth=trust --locale=C >/dev/null
-  as_pg "$pgbin/pg_ctl" -D "$peer_dir/data" -l "$peer_dir/log" -w -o \
-    "-c port=$peer_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$peer_dir \
-     -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on" start >/dev/null
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$peer_dir"; fi
+  pg_cluster_start "$pgbin" "$peer_dir/data" "$peer_dir" "$peer_dir/log" "$peer_port" postgres \
+    max_connections=200 shared_buffers=256MB fsync=on synchronous_commit=on
   peer_url="postgres://postgres@127.0.0.1:$peer_port"
 fi
 psql "$peer_url/postgres" -qtAX -c "DROP DATABASE IF EXISTS bo_bench_peer" >/dev/null 2>&1

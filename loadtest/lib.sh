@@ -9,6 +9,8 @@ work=$(mktemp -d)
 pids=()
 dbs=()
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 scripts/services.sh >&2
 # shellcheck disable=SC1091
 source .dev/env

@@ -15,7 +15,7 @@ run="scale-$$"
 # shellcheck source=loadtest/lib.sh
 source loadtest/lib.sh
 trap lib_cleanup EXIT
-command -v wrk >/dev/null || { echo "scale: wrk is needed (loadtest/compare.sh installs it)" >&2; exit 2; }
+need wrk wrk
 
 build_all
 # Nobody is admitted, nobody idles out: the queue only grows.

@@ -24,41 +24,8 @@ DEFAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/boxoffice
 SPARE_REDIS_PORT=56379
 SPARE_PG_PORT=55432
 
-log() { echo "services: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null; then sudo "$@"
-  else die "need root to run: $*"; fi
-}
-
-APT_UPDATED=
-apt_install() {
-  command -v apt-get >/dev/null || die "$* missing and there is no apt-get: install $* and retry"
-  log "installing $* with apt-get"
-  if [ -z "$APT_UPDATED" ]; then
-    as_root apt-get update -qq >/dev/null
-    APT_UPDATED=1
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-# --- URL parsing: scheme://[user[:pass]@]host[:port][/db] -------------------------
-url_host() { local r=${1#*://}; r=${r##*@}; r=${r%%/*}; r=${r%%\?*}; echo "${r%%:*}"; }
-url_port() {
-  local r=${1#*://}; r=${r##*@}; r=${r%%/*}; r=${r%%\?*}
-  if [[ $r == *:* ]]; then echo "${r##*:}"; else echo "$2"; fi
-}
-url_user() { local r=${1#*://}; if [[ $r == *@* ]]; then r=${r%%@*}; echo "${r%%:*}"; else echo postgres; fi; }
-is_loopback() { [[ $1 == 127.* || $1 == localhost || $1 == ::1 || $1 == "[::1]" ]]; }
-with_port() { # with_port URL PORT -> URL with host:port replaced by 127.0.0.1:PORT
-  local scheme=${1%%://*} rest=${1#*://} auth="" path=""
-  if [[ $rest == *@* ]]; then auth="${rest%%@*}@"; rest=${rest#*@}; fi
-  if [[ $rest == */* ]]; then path="/${rest#*/}"; fi
-  echo "${scheme}://${auth}127.0.0.1:$2${path}"
-}
-pg_base() { local u=${1%%\?*}; local rest=${u#*://}; if [[ $rest == */* ]]; then echo "${u%/*}"; else echo "$u"; fi; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # --- Redis ---------------------------------------------------------------------------
 ensure_redis_binaries() {
@@ -107,8 +74,6 @@ resolve_redis() {
 
 # --- Postgres ------------------------------------------------------------------------
 PGBIN=
-# `|| true`: with no match, ls fails and `set -e` would end the script silently.
-newest_pg_bin() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n 1; }
 ensure_pg_binaries() {
   PGBIN=$(newest_pg_bin)
   if [ -z "$PGBIN" ] || ! command -v psql >/dev/null; then
@@ -125,12 +90,8 @@ pg_state() { # answers with: ok | refused | none
   local host port
   host=$(url_host "$1"); port=$(url_port "$1" 5432)
   if timeout 5 "$PGBIN/pg_isready" -q -h "$host" -p "$port" >/dev/null 2>&1; then echo refused
-  elif timeout 5 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then echo refused
+  elif port_answers "$host" "$port"; then echo refused
   else echo none; fi
-}
-
-run_as_pg() { # the server refuses to run as root: use the postgres account then
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 pg_data_dir() { # .dev/ if the server's account can reach it, else a private dir in /var/tmp
@@ -147,18 +108,13 @@ pg_data_dir() { # .dev/ if the server's account can reach it, else a private dir
 start_postgres() { # start_postgres PORT USER
   local port=$1 user=$2 dir
   dir=$(pg_data_dir "$port")
-  if [ ! -f "$dir/PG_VERSION" ]; then
+  [ -f "$dir/PG_VERSION" ] ||
     log "creating a project-local Postgres cluster in $dir (trust auth on 127.0.0.1:$port)"
-    mkdir -p "$dir"
-    [ "$(id -u)" = 0 ] && chown postgres: "$dir" && chmod 700 "$dir"
-    run_as_pg "$PGBIN/initdb" -D "$dir" -U "$user" --auth=trust --encoding=UTF8 --locale=C >/dev/null
-  fi
   log "starting project-local Postgres on 127.0.0.1:$port"
   # A development server: fsync off trades crash safety for fast test databases.
-  run_as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o \
-    "-c port=$port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir \
-     -c max_connections=300 -c shared_buffers=256MB -c fsync=off -c full_page_writes=off" \
-    start >/dev/null || die "Postgres did not start; see $dir/server.log"
+  pg_cluster_start "$PGBIN" "$dir" "$dir" "$dir/server.log" "$port" "$user" \
+    max_connections=300 shared_buffers=256MB fsync=off full_page_writes=off ||
+    die "Postgres did not start; see $dir/server.log"
 }
 
 resolve_postgres() {
