@@ -8,6 +8,9 @@ ENV := source .dev/env
 BIN := target/release/boxoffice
 # `make conformance CONFORMANCE_CHECKS=gate,payment_flow` runs a subset; default: all.
 CONFORMANCE_CHECKS ?=
+# `make bench RECORD=1` (also spike, scale) records the run in loadtest/RESULTS.md;
+# without it the figures only go to loadtest/out/ (git-ignored).
+RECORD ?=
 
 .PHONY: help services run test lint conformance bench spike scale stop-services clean
 
@@ -19,6 +22,7 @@ help:
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
 	@echo "make spike          the spike check (SPIKE_USERS=100000 by default)"
 	@echo "make scale          Redis memory and latency with 1 000 000 waiting (SCALE_WAITING)"
+	@echo "                    bench/spike/scale write loadtest/out/; RECORD=1 also updates loadtest/RESULTS.md"
 	@echo "make stop-services  stop the project-local Redis/Postgres"
 
 services:
@@ -40,13 +44,13 @@ conformance: services
 	@$(ENV); ../shared/conformance/run.sh $(CONFORMANCE_CHECKS)
 
 bench: services
-	@loadtest/compare.sh
+	@RECORD=$(RECORD) loadtest/compare.sh
 
 spike: services
-	@loadtest/spike.sh $(SPIKE_USERS)
+	@RECORD=$(RECORD) loadtest/spike.sh $(SPIKE_USERS)
 
 scale: services
-	@loadtest/scale.sh $(SCALE_WAITING)
+	@RECORD=$(RECORD) loadtest/scale.sh $(SCALE_WAITING)
 
 stop-services:
 	@scripts/services.sh stop

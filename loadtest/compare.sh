@@ -5,10 +5,12 @@
 #     EVALSHA (lua/lib.lua + lua/hold.lua, exactly as the service loads it), ZADD, GET;
 #   - the peer: a `SELECT … FOR UPDATE` seat hold in Postgres, driven by pgbench;
 #   - boxoffice over HTTP (release build, wrk): hold, join, poll, seat map;
-# prints one table with DESIGN.md's ratios and writes it to loadtest/RESULTS.md.
+# prints one table with DESIGN.md's ratios and writes it to loadtest/out/ (not
+# tracked); with RECORD=1 it also becomes the run in loadtest/RESULTS.md.
 #
 #   loadtest/compare.sh            BENCH_CONNECTIONS=50 BENCH_SECONDS=10 by default
 #   BENCH_SERVER_WORKERS=1 loadtest/compare.sh     boxoffice with one tokio worker thread
+#   RECORD=1 loadtest/compare.sh   (make bench RECORD=1) also update loadtest/RESULTS.md
 #
 # Needs what `make run` sets up (scripts/services.sh: Redis, Postgres) plus wrk,
 # redis-benchmark and pgbench (installed with apt-get when missing). Everything
@@ -217,15 +219,19 @@ ${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
 } >"$work/table.md"
 
 cat "$work/table.md"
-# RESULTS.md: the notes above the marker stay, this run replaces the previous
-# "## Run of" table, and the spike and scale sections (###) stay after it.
-results=loadtest/RESULTS.md
-[ -f "$results" ] && grep -q '^<!-- runs -->' "$results" || printf '# Results\n\n<!-- runs -->\n' >"$results"
-{
-  sed -n '1,/^<!-- runs -->/p' "$results"
-  echo
-  cat "$work/table.md"
-  sed -n '/^<!-- runs -->/,$p' "$results" | awk '/^### / {keep = 1} keep' | sed '1s/^/\n/'
-} >"$work/results.md"
-cp "$work/results.md" "$results"
-say "written to loadtest/RESULTS.md"
+out=$(out_file bench)
+cp "$work/table.md" "$out"
+if [ "${RECORD:-}" = 1 ]; then
+  # RESULTS.md: the notes above the marker stay, this run replaces the previous
+  # "## Run of" table, and the spike and scale sections (###) stay after it.
+  results=loadtest/RESULTS.md
+  [ -f "$results" ] && grep -q '^<!-- runs -->' "$results" || printf '# Results\n\n<!-- runs -->\n' >"$results"
+  {
+    sed -n '1,/^<!-- runs -->/p' "$results"
+    echo
+    cat "$work/table.md"
+    sed -n '/^<!-- runs -->/,$p' "$results" | awk '/^### / {keep = 1} keep' | sed '1s/^/\n/'
+  } >"$work/results.md"
+  cp "$work/results.md" "$results"
+fi
+written "$out"

@@ -4,6 +4,8 @@
 # answer (scripts/services.sh), builds both crates, and starts release
 # boxoffice servers on databases and key prefixes of their own, all removed
 # when the script exits (call `lib_cleanup` from the caller's EXIT trap).
+# Each run's figures go to loadtest/out/ (git-ignored); loadtest/RESULTS.md
+# changes only when the caller is run with RECORD=1.
 
 work=$(mktemp -d)
 pids=()
@@ -14,6 +16,14 @@ source scripts/lib.sh
 scripts/services.sh >&2
 # shellcheck disable=SC1091
 source .dev/env
+
+# out_file NAME: a new file loadtest/out/NAME-<UTC time>.md for this run's figures.
+out_file() { mkdir -p loadtest/out; echo "loadtest/out/$1-$(date -u +%Y%m%dT%H%M%SZ).md"; }
+# written OUT: say where this run's figures went (RESULTS.md too with RECORD=1).
+written() {
+  if [ "${RECORD:-}" = 1 ]; then log "written to $1 and loadtest/RESULTS.md"
+  else log "written to $1 (RECORD=1 also records it in loadtest/RESULTS.md)"; fi
+}
 
 rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
 

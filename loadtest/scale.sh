@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Scale figures (`make scale`): Redis memory per WAITING token at 1 000 000
 # waiting, and join/poll latency with 5 000 vs 1 000 000 waiting, all through
-# the service (real joins over HTTP, real tokens), appended to RESULTS.md.
+# the service (real joins over HTTP, real tokens), written to loadtest/out/ (not
+# tracked) and, with RECORD=1, appended to loadtest/RESULTS.md.
 #
 #   loadtest/scale.sh [WAITING]        1 000 000 by default
+#   RECORD=1 loadtest/scale.sh         (make scale RECORD=1) also append to RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -71,4 +73,7 @@ Redis used_memory grew $(( (mem_after - mem_before) / 1048576 )) MiB for $(( aft
 EOF
 )
 echo "$table"
-printf '\n%s\n' "$table" >>loadtest/RESULTS.md
+out=$(out_file scale)
+printf '\n%s\n' "$table" >"$out"
+[ "${RECORD:-}" != 1 ] || cat "$out" >>loadtest/RESULTS.md
+written "$out"

@@ -11,6 +11,10 @@
 #   - no request got a 5xx.
 #
 #   loadtest/spike.sh [USERS]          SPIKE_GOOSE_USERS=500 concurrent fans by default
+#   RECORD=1 loadtest/spike.sh         (make spike RECORD=1) also append to RESULTS.md
+# The checks and goose's report go to loadtest/out/ (not tracked); with RECORD=1
+# the section is appended to loadtest/RESULTS.md and the report kept as
+# loadtest/reports/spike-USERS.md.
 # (USERS is rounded up to a multiple of SPIKE_GOOSE_USERS: each runs the same
 # number of journeys.)
 set -euo pipefail
@@ -103,15 +107,24 @@ check "Redis shows exactly the sold seats SOLD ($sold_bits bits; $sold_marked of
 check "no 5xx, every request answered, no fan gave up, server up ($server_errors 5xx, $no_answer unanswered, $gave_up gave up)" \
   "$([ "$server_errors" = 0 ] && [ "$no_answer" = 0 ] && [ "$gave_up" = 0 ] && [ "$server_alive" = yes ] && echo yes || echo no)"
 
-mkdir -p loadtest/reports
-cp "$work/spike-report.md" "loadtest/reports/spike-$USERS.md" 2>/dev/null || true
-{
+out=$(out_file "spike-$USERS")
+report=${out%.md}-goose.md
+cp "$work/spike-report.md" "$report" 2>/dev/null || true
+when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+section() { # section <goose's report, relative to the file the section goes in>
   echo
-  echo "### Spike check: $USERS fans, $SEATS seats ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  echo "### Spike check: $USERS fans, $SEATS seats ($when)"
   echo
   echo "$GOOSE_USERS fans at a time, ADMISSION_RATE=2000, MAX_ACTIVE=1000; ${elapsed} s;"
-  echo "$summary. goose's report: \`reports/spike-$USERS.md\`."
+  echo "$summary. goose's report: \`$1\`."
   echo
   sed 's/^/    /' "$checks"
-} >>loadtest/RESULTS.md
+}
+section "$(basename "$report")" >"$out"
+if [ "${RECORD:-}" = 1 ]; then
+  mkdir -p loadtest/reports
+  cp "$work/spike-report.md" "loadtest/reports/spike-$USERS.md" 2>/dev/null || true
+  section "reports/spike-$USERS.md" >>loadtest/RESULTS.md
+fi
+written "$out"
 exit $fail
