@@ -11,13 +11,15 @@ SHELL := /bin/bash
 ENV := source .dev/env
 BIN := target/release/boxoffice
 BUILD := cargo build --release --locked
+# ../shared (API.md, conformance/) sits beside the checkout, in CI too.
+SHARED ?= ../shared
 # `make conformance CONFORMANCE_CHECKS=gate,payment_flow` runs a subset; default: all.
 CONFORMANCE_CHECKS ?=
 # `make bench RECORD=1` (also spike, scale) records the run in loadtest/RESULTS.md;
 # without it the figures only go to loadtest/out/ (git-ignored).
 RECORD ?=
 
-.PHONY: help services run test lint conformance bench spike scale stop-services clean
+.PHONY: help services shared run test lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
@@ -47,8 +49,14 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets --locked -- -D warnings
 
-conformance: services
-	@$(ENV); ../shared/conformance/run.sh $(CONFORMANCE_CHECKS)
+shared:
+	@[ -f "$(SHARED)/conformance/run.sh" ] || { echo "make conformance: no $(SHARED)/conformance/run.sh." \
+	  "The shared folder (API.md, conformance/) must sit beside this checkout as ../shared," \
+	  "as it does in CI; elsewhere name it: make conformance SHARED=/path/to/shared" >&2; exit 2; }
+
+conformance: shared services
+	$(BUILD)
+	@$(ENV); bash "$(SHARED)/conformance/run.sh" $(CONFORMANCE_CHECKS)
 
 bench: services
 	@RECORD=$(RECORD) loadtest/compare.sh
