@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # loadtest/lib.sh: what compare.sh, spike.sh and scale.sh share. Sourced from
 # the project root after the caller has set `run` (a name for this run's
 # databases and Redis keys), SECRET and ADMIN. It makes sure Redis and Postgres

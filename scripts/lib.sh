@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scripts/lib.sh: the shell helpers that scripts/services.sh and the load
 # runners (loadtest/lib.sh, compare.sh, spike.sh, scale.sh) share: installing
 # what is missing, reading Redis and Postgres URLs, running the Postgres tools.
