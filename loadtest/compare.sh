@@ -2,7 +2,7 @@
 # The comparison runner (`make bench`): in one run, on this machine, with the
 # same connection count everywhere, it measures
 #   - the physical limit: redis-benchmark running boxoffice's own hold script by
-#     EVALSHA (lua/lib.lua + lua/hold.lua, exactly as the service loads it), ZADD, GET;
+#     EVALSHA (hold.lua as the service sends it: `boxoffice lua hold.lua`), ZADD, GET;
 #   - the peer: a `SELECT … FOR UPDATE` seat hold in Postgres, driven by pgbench;
 #   - boxoffice over HTTP (release build, wrk): hold, join, poll, seat map;
 # prints one table with DESIGN.md's ratios and writes it to loadtest/out/ (not
@@ -97,7 +97,7 @@ say "redis-benchmark: GET, ZADD, EVALSHA of lua/hold.lua"
 rcli set "$run-raw:key" value >/dev/null
 redis_bench "raw GET" $((SECS * 70000)) GET "$run-raw:key"
 redis_bench "raw ZADD" $((SECS * 70000)) -r 100000000 ZADD "$run-raw:z" __rand_int__ __rand_int__
-hold_sha=$(cat lua/lib.lua lua/hold.lua | rcli -x SCRIPT LOAD)
+hold_sha=$(target/release/boxoffice lua hold.lua | rcli -x SCRIPT LOAD)
 # An ACTIVE queue token for user 1, far in the future; random seats of 100 000.
 rcli hset "$run-raw:{c:1}:tok:t" u 1 s A e 99999999999999 >/dev/null
 redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sha" 7 \

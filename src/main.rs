@@ -1,14 +1,16 @@
-//! The `boxoffice` binary: `serve` (the default), `migrate`, `seed-demo`.
+//! The `boxoffice` binary: `serve` (the default), `migrate`, `seed-demo`, `lua`.
 
 use boxoffice::config::Config;
 use boxoffice::{App, seed, store, telemetry};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: boxoffice [serve | migrate | seed-demo]
+const USAGE: &str = "usage: boxoffice [serve | migrate | seed-demo | lua FILE]
 
   serve      create the database if needed, migrate, and serve HTTP (default)
   migrate    create the database if needed and apply pending migrations
   seed-demo  add a demo concert (two schedules, 50 seats each) if there is none
+  lua FILE   print the whole text Redis runs for lua/FILE (generated prelude,
+             lib.lua, the file), e.g. to SCRIPT LOAD it in a benchmark
 
 Configuration comes from the environment; see README.md.";
 
@@ -18,6 +20,9 @@ async fn main() -> ExitCode {
     if matches!(command.as_str(), "-h" | "--help" | "help") {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    if command == "lua" {
+        return print_script(std::env::args().nth(2).as_deref());
     }
     telemetry::init_tracing();
     let config = match Config::from_env() {
@@ -65,4 +70,20 @@ async fn seed_demo(config: Config) -> Result<(), String> {
         seed::Seeded::AlreadyHadConcerts => println!("concerts exist; demo seed skipped"),
     }
     Ok(())
+}
+
+/// `boxoffice lua hold.lua`: the script as the service sends it to Redis.
+fn print_script(file: Option<&str>) -> ExitCode {
+    let scripts = store::scripts::all();
+    match scripts.iter().find(|lua| Some(lua.file) == file) {
+        Some(lua) => {
+            print!("{}", store::scripts::full_text(lua.own_text));
+            ExitCode::SUCCESS
+        }
+        None => {
+            let names: Vec<&str> = scripts.iter().map(|lua| lua.file).collect();
+            eprintln!("boxoffice: lua takes one of: {}", names.join(", "));
+            ExitCode::from(2)
+        }
+    }
 }
