@@ -670,7 +670,7 @@ async fn a_50000_seat_map_in_one_answer() {
     assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
     let started = std::time::Instant::now();
     let states = seat_states(&app, &a, schedule).await;
-    println!("50 000-seat map: {:?} (debug build)", started.elapsed());
+    println!("50 000-seat map: {:?} (test build)", started.elapsed());
     assert_eq!(states.len(), 50_000);
     assert!(states.windows(2).all(|w| w[0].0 < w[1].0), "by seat_no");
     assert_eq!(states[0].1, "HELD");
