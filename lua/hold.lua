@@ -1,14 +1,16 @@
 -- hold.lua: take a seat for a user, atomically, in API.md's order: the queue
 -- pass, then the seat is neither SOLD nor HELD, then the user's hold limit in the
--- concert; then the hold is taken with SET NX PXAT and indexed.
+-- concert; then the hold is taken with SET NX PXAT and indexed. The hold's
+-- length and the limit are the room's (its hash), as they are at this moment.
 --
 -- KEYS[1]  token record   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] the seat's hold
 -- KEYS[5]  user's holds zset   KEYS[6] reservation record   KEYS[7] held bitmap
--- ARGV[1]  user id   ARGV[2] seat index   ARGV[3] reservation id   ARGV[4] hold ttl ms
--- ARGV[5]  max holds per user   ARGV[6] record retention ms after expiry
--- ARGV[7]  schedule id   ARGV[8] seat_no   ARGV[9] seat id   ARGV[10] price
--- returns  {verdict, expires ms, lapsed holds tidied}
---          verdict: 'ok' | 'taken' | 'limit' | a gate verdict
+-- KEYS[8]  room hash
+-- ARGV[1]  user id   ARGV[2] seat index   ARGV[3] reservation id
+-- ARGV[4]  record retention ms after expiry   ARGV[5] schedule id   ARGV[6] seat_no
+-- ARGV[7]  seat id   ARGV[8] price
+-- returns  {verdict, expires ms (the room's hold limit with 'limit'), lapsed holds tidied}
+--          verdict: 'ok' | 'taken' | 'limit' | 'noroom' | a gate verdict
 local now = now_ms()
 -- The seat index as a canonical integer (a caller may pad it with zeros).
 local idx = tostring(tonumber(ARGV[2]))
@@ -16,16 +18,21 @@ local g = gate(KEYS[1], ARGV[1], now)
 if g ~= 'ok' then
   return {g, 0, 0}
 end
+local room = redis.call('HMGET', KEYS[8], RM_HOLD, RM_HOLDS)
+if not room[1] then
+  return {'noroom', 0, 0}
+end
+local hold_ms, max_holds = tonumber(room[1]), tonumber(room[2])
 -- Holds that lapsed: their keys are gone already; tidy the index and bitmap.
 local lapsed = tidy_lapsed(KEYS[3], KEYS[7], now, 100)
 if redis.call('GETBIT', KEYS[2], idx) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
   return {'taken', 0, lapsed}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. now)
-if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[5]) then
-  return {'limit', 0, lapsed}
+if redis.call('ZCARD', KEYS[5]) >= max_holds then
+  return {'limit', max_holds, lapsed}
 end
-local expires = now + tonumber(ARGV[4])
+local expires = now + hold_ms
 if not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PXAT', expires) then
   return {'taken', 0, lapsed}
 end
@@ -33,8 +40,8 @@ redis.call('ZADD', KEYS[3], expires, idx)
 redis.call('SETBIT', KEYS[7], idx, 1)
 redis.call('ZADD', KEYS[5], expires, ARGV[3])
 redis.call('PEXPIREAT', KEYS[5], expires)
-redis.call('HSET', KEYS[6], R_USER, ARGV[1], R_SCHEDULE, ARGV[7], R_INDEX, idx,
-  R_SEAT_NO, ARGV[8], R_SEAT_ID, ARGV[9], R_PRICE, ARGV[10], R_EXPIRES, expires,
+redis.call('HSET', KEYS[6], R_USER, ARGV[1], R_SCHEDULE, ARGV[5], R_INDEX, idx,
+  R_SEAT_NO, ARGV[6], R_SEAT_ID, ARGV[7], R_PRICE, ARGV[8], R_EXPIRES, expires,
   R_STATE, PENDING)
-redis.call('PEXPIREAT', KEYS[6], expires + tonumber(ARGV[6]))
+redis.call('PEXPIREAT', KEYS[6], expires + tonumber(ARGV[4]))
 return {'ok', expires, lapsed}

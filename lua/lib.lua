@@ -45,6 +45,13 @@ end
 local function user_holds_key(tag, user)
   return tag .. ':uh:' .. user
 end
+local function sold_key(tag, sched)
+  return tag .. ':s:' .. sched .. ':sold'
+end
+-- A closed pre-queue, waiting its turn at arrival number `base` (see open_if_due).
+local function segment_key(tag, base)
+  return tag .. ':pq:' .. base
+end
 
 -- Whether a payment of the reservation whose record field R_PAYING is `pay` is in
 -- flight (pay_begin.lua notes it; pay_abort.lua and pay_finish.lua clear it).
@@ -80,4 +87,237 @@ local function release_seat(tag, sched, idx, rid)
     return 1
   end
   return 0
+end
+
+-- ---------------------------------------------------------------- waiting rooms
+
+-- A concert's room (its hash: the operator's settings, mirrored from Postgres,
+-- and what the admission tick counted), or nil when Redis has none (a flush or
+-- a restart): the caller then answers 'noroom' and the service restores it
+-- from Postgres before trying again.
+local function room_get(key)
+  local r = redis.call('HMGET', key, RM_VERSION, RM_RATE, RM_CAP, RM_TTL, RM_IDLE, RM_HOLD,
+    RM_HOLDS, RM_OPENS, RM_PAUSED, RM_MSG, RM_TOTAL, RM_LEFT, RM_SOLD, RM_SEGS, RM_SCHED,
+    RM_NSCHED, RM_PREQUEUE)
+  if not r[1] then
+    return nil
+  end
+  return {
+    key = key, v = tonumber(r[1]), rate = tonumber(r[2]), cap = tonumber(r[3]),
+    ttl = tonumber(r[4]), idle = tonumber(r[5]), hold = tonumber(r[6]), holds = tonumber(r[7]),
+    opens = tonumber(r[8]) or 0, paused = r[9] == '1', msg = r[10] or '',
+    total = tonumber(r[11]) or 0, left = tonumber(r[12]) or -1, sold = tonumber(r[13]) or -1,
+    segs = r[14] or '', sched = r[15] or '', n = tonumber(r[16]) or 0, pq = r[17] == '1',
+  }
+end
+
+-- The room's state, checked in API.md's order. SOLD_OUT needs a count (the
+-- admission tick's) that found every seat of every schedule sold.
+local function room_state(room, now)
+  if room.total > 0 and room.sold >= room.total then
+    return ROOM_SOLD_OUT
+  end
+  if room.paused then
+    return ROOM_PAUSED
+  end
+  if room.opens > now then
+    return ROOM_SCHEDULED
+  end
+  return ROOM_OPEN
+end
+
+-- What every token answer says of the room: {state, opens ms|0, message|'',
+-- seats left|-1 (not counted yet, or no schedule), rate, cap, active ttl ms}.
+local function room_view(room, now)
+  local left = room.left
+  if room.total == 0 then
+    left = -1
+  end
+  return {room_state(room, now), room.opens, room.msg, left, room.rate, room.cap, room.ttl}
+end
+
+-- `head` followed by the room's view, as one flat reply.
+local function with_room(head, room, now)
+  for _, v in ipairs(room_view(room, now)) do
+    head[#head + 1] = v
+  end
+  return head
+end
+
+-- The arrival numbers of the closed pre-queues still waiting, in order.
+local function segments(room)
+  local out = {}
+  for base in string.gmatch(room.segs, '%d+') do
+    out[#out + 1] = tonumber(base)
+  end
+  return out
+end
+
+local function set_segments(room, list)
+  room.segs = table.concat(list, ',')
+  redis.call('HSET', room.key, RM_SEGS, room.segs)
+end
+
+-- At opens_at the pre-queue closes, exactly once: it becomes a segment of the
+-- queue placed at a fresh arrival number `base`, so after every token placed
+-- before and ahead of every later join, and ordered inside by the random
+-- scores its tokens drew when they joined: a uniform shuffle, and arriving
+-- early in it gives nothing. O(1) whatever its size: one RENAME (a second
+-- script finds no pre-queue left to close).
+local function open_if_due(tag, room, prequeue, arrivals, now)
+  if room.opens > now or not room.pq then
+    return
+  end
+  room.pq = false
+  redis.call('HDEL', room.key, RM_PREQUEUE)
+  if redis.call('EXISTS', prequeue) == 0 then
+    return
+  end
+  local base = redis.call('INCR', arrivals)
+  redis.call('RENAME', prequeue, segment_key(tag, base))
+  local list = segments(room)
+  list[#list + 1] = base
+  set_segments(room, list)
+end
+
+-- A token joins the open pre-queue with its random score (the room notes that
+-- it has one, so that scripts need not look for it).
+local function enter_prequeue(room, prequeue, token, score)
+  redis.call('ZADD', prequeue, score, token)
+  if not room.pq then
+    room.pq = true
+    redis.call('HSET', room.key, RM_PREQUEUE, 1)
+  end
+end
+
+-- The 1-based place of a WAITING token, and where it is: 'arrival' (placed by
+-- arrival), 'closed' (in a closed pre-queue), 'prequeue' (in the open
+-- pre-queue: no place yet, nil), or nil, nil when it is in none of them.
+local function place(tag, room, waiting, prequeue, token)
+  local list = segments(room)
+  if #list == 0 then
+    -- The common case, no closed pre-queue waiting: the rank is the place.
+    local rank = redis.call('ZRANK', waiting, token)
+    if rank then
+      return rank + 1, 'arrival'
+    end
+  end
+  local seq = list[1] and redis.call('ZSCORE', waiting, token)
+  if seq then
+    seq = tonumber(seq)
+    local ahead = redis.call('ZRANK', waiting, token)
+    for _, base in ipairs(list) do
+      if base < seq then
+        ahead = ahead + redis.call('ZCARD', segment_key(tag, base))
+      end
+    end
+    return ahead + 1, 'arrival'
+  end
+  for i, base in ipairs(list) do
+    local rank = redis.call('ZRANK', segment_key(tag, base), token)
+    if rank then
+      local ahead = rank + redis.call('ZCOUNT', waiting, '-inf', base)
+      for j = 1, i - 1 do
+        ahead = ahead + redis.call('ZCARD', segment_key(tag, list[j]))
+      end
+      return ahead + 1, 'closed'
+    end
+  end
+  if room.pq and redis.call('ZSCORE', prequeue, token) then
+    return nil, 'prequeue'
+  end
+  return nil, nil
+end
+
+-- Tokens placed so far (by arrival and in closed pre-queues): all of them come
+-- before the open pre-queue.
+local function placed_count(tag, room, waiting)
+  local n = redis.call('ZCARD', waiting)
+  for _, base in ipairs(segments(room)) do
+    n = n + redis.call('ZCARD', segment_key(tag, base))
+  end
+  return n
+end
+
+-- Where a token of the open pre-queue can expect to land: behind everyone
+-- placed, in the middle of the pre-queue.
+local function expected_place(tag, room, waiting, prequeue)
+  return placed_count(tag, room, waiting) + math.floor((redis.call('ZCARD', prequeue) + 1) / 2)
+end
+
+-- Takes a WAITING token out of every set that orders the queue.
+local function unqueue(tag, room, waiting, prequeue, token)
+  redis.call('ZREM', waiting, token)
+  redis.call('ZREM', prequeue, token)
+  if room then
+    for _, base in ipairs(segments(room)) do
+      redis.call('ZREM', segment_key(tag, base), token)
+    end
+  end
+end
+
+-- Up to `n` tokens from the head of the queue, in order: tokens placed by
+-- arrival before a closed pre-queue's base, then that pre-queue, and so on.
+local function pop_head(tag, room, waiting, n)
+  local out = {}
+  local list = segments(room)
+  local changed = false
+  while #out < n do
+    local base = list[1]
+    if not base then
+      local rest = redis.call('ZPOPMIN', waiting, n - #out)
+      for i = 1, #rest, 2 do
+        out[#out + 1] = rest[i]
+      end
+      break
+    end
+    for _, token in ipairs(redis.call('ZRANGEBYSCORE', waiting, '-inf', base, 'LIMIT', 0, n - #out)) do
+      redis.call('ZREM', waiting, token)
+      out[#out + 1] = token
+    end
+    if #out < n then
+      local key = segment_key(tag, base)
+      local got = redis.call('ZPOPMIN', key, n - #out)
+      for i = 1, #got, 2 do
+        out[#out + 1] = got[i]
+      end
+      if redis.call('EXISTS', key) == 0 then
+        table.remove(list, 1)
+        changed = true
+      end
+    end
+  end
+  -- Closed pre-queues emptied by leaves and idle drops go as well.
+  while list[1] and redis.call('EXISTS', segment_key(tag, list[1])) == 0 do
+    table.remove(list, 1)
+    changed = true
+  end
+  if changed then
+    set_segments(room, list)
+  end
+  return out
+end
+
+-- Counts the room's seats over all its schedules (tidying lapsed holds first):
+-- returns seats neither sold nor held, seats sold, holds tidied. Bitmaps only:
+-- a BITOP and two BITCOUNTs per schedule, whatever the seat count.
+local function count_seats(tag, room, scratch, now)
+  local taken, sold, lapsed = 0, 0, 0
+  for sched in string.gmatch(room.sched, '(%d+):%d+') do
+    local held, bits = held_key(tag, sched), held_bits_key(tag, sched)
+    lapsed = lapsed + tidy_lapsed(held, bits, now, 1000)
+    redis.call('BITOP', 'OR', scratch, sold_key(tag, sched), bits)
+    taken = taken + redis.call('BITCOUNT', scratch)
+    sold = sold + redis.call('BITCOUNT', sold_key(tag, sched))
+  end
+  redis.call('DEL', scratch)
+  return math.max(0, room.total - taken), sold, lapsed
+end
+
+-- Counts and keeps the counts where every token answer reads them.
+local function recount(tag, room, scratch, now)
+  local left, sold, lapsed = count_seats(tag, room, scratch, now)
+  room.left, room.sold = left, sold
+  redis.call('HSET', room.key, RM_LEFT, left, RM_SOLD, sold)
+  return lapsed
 end

@@ -50,7 +50,8 @@ pub struct AppState {
     pub catalog: catalog::CatalogCache,
     /// Each schedule's seats, kept while the process lives.
     pub seats: catalog::SeatCache,
-    pub queue: queue::QueueSettings,
+    /// Room summaries of the public concert page, kept for a second.
+    pub rooms: queue::room::Summaries,
     pub audit: queue::audit::Audit,
     pub booking: booking::Booking,
     /// This process's id, e.g. as the admission lease's holder.
@@ -96,8 +97,8 @@ impl App {
         redis.load_scripts(Duration::from_secs(2)).await;
         let (audit, audit_writer) = queue::audit::Audit::start(pg.clone());
         let state = Arc::new(AppState {
-            queue: queue::QueueSettings::from_config(&config),
-            booking: booking::Booking::new(booking::BookingSettings::from_config(&config)),
+            rooms: Default::default(),
+            booking: booking::Booking::default(),
             audit,
             instance_id: uuid::Uuid::new_v4().to_string(),
             keys: Keys::new(config.redis_prefix.clone()),
@@ -110,6 +111,20 @@ impl App {
         });
         // Sold seats are in Redis before the first request (if Redis is up).
         let rebuild_pending = booking::recovery::at_start(&state, Duration::from_secs(10)).await;
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            queue::room::restore_changed(&state),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "waiting rooms not restored at start; they are as they are used")
+            }
+            Err(_) => tracing::warn!(
+                "waiting rooms not restored at start in time; they are as they are used"
+            ),
+        }
         Ok(App {
             audit_writer,
             state,

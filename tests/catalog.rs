@@ -71,9 +71,12 @@ async fn concerts_are_created_listed_and_read() {
             {"id": b["id"], "title": "Night Two", "artist": null},
         ]})
     );
+    // The concert as created, and its waiting room: open, no schedule yet.
+    let mut page = a.clone();
+    page["waiting_room"] = json!({"state": "OPEN", "opens_at": null, "seats_left": null});
     assert_eq!(
         app.get(&format!("/concerts/{id}"), &[]).await,
-        (StatusCode::OK, a)
+        (StatusCode::OK, page)
     );
     assert_error(
         &app.get("/concerts/987654321", &[]).await,

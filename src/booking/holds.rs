@@ -9,7 +9,7 @@ use super::{
 };
 use crate::AppState;
 use crate::error::{Error, Result};
-use crate::queue::gate;
+use crate::queue::{gate, room};
 use crate::store::scripts::{self, CancelVerdict, HoldVerdict, Script};
 
 fn seat_not_found() -> Error {
@@ -46,29 +46,32 @@ pub async fn hold(
     let token = gate::pass_for(app, user_id, pass, catalog.concert_id).await?;
     let seat = *catalog.seat(index).ok_or_else(seat_not_found)?;
     let id = app.booking.ids.next(&app.pg, catalog.concert_id).await?;
-    let settings = &app.booking.settings;
-    let held = scripts::Hold {
-        keys: &app.keys.booking(catalog.concert_id),
-        token: &token,
-        user_id,
-        schedule_id,
-        seat_index: index,
-        seat_no: seat.seat_no,
-        seat_id: seat.id,
-        price: seat.price,
-        reservation_id: id,
-        hold_ttl_ms: settings.hold_ttl_ms,
-        max_holds_per_user: settings.max_holds_per_user,
-        record_retention_ms: CANCELED_RETENTION_MS,
-    }
-    .run(&app.redis)
+    let keys = app.keys.booking(catalog.concert_id);
+    let held = room::run_with_room(
+        app,
+        catalog.concert_id,
+        || scripts::Hold {
+            keys: &keys,
+            token: &token,
+            user_id,
+            schedule_id,
+            seat_index: index,
+            seat_no: seat.seat_no,
+            seat_id: seat.id,
+            price: seat.price,
+            reservation_id: id,
+            record_retention_ms: CANCELED_RETENTION_MS,
+        },
+        |r| r.verdict == HoldVerdict::NoRoom,
+    )
     .await?;
     count_lapsed(held.lapsed);
     let outcome = match held.verdict {
         HoldVerdict::Held { .. } => "ok",
         HoldVerdict::Taken => "seat_unavailable",
-        HoldVerdict::LimitReached => "hold_limit_reached",
+        HoldVerdict::LimitReached { .. } => "hold_limit_reached",
         HoldVerdict::Gate(_) => "gate",
+        HoldVerdict::NoRoom => "unavailable",
     };
     metrics::counter!("holds_total", "result" => outcome).increment(1);
     match held.verdict {
@@ -82,15 +85,12 @@ pub async fn hold(
             expires_at: millis(expires_ms)?,
         }),
         HoldVerdict::Taken => Err(seat_unavailable()),
-        HoldVerdict::LimitReached => Err(Error::Conflict {
+        HoldVerdict::LimitReached { limit } => Err(Error::Conflict {
             code: "hold_limit_reached",
-            message: format!(
-                "you already hold {} seats in this concert",
-                settings.max_holds_per_user
-            )
-            .into(),
+            message: format!("you already hold {limit} seats in this concert").into(),
         }),
         HoldVerdict::Gate(denied) => Err(gate::refused(denied)),
+        HoldVerdict::NoRoom => Err(Error::Internal("hold after room restore".into())),
     }
 }
 

@@ -27,7 +27,6 @@ pub use holds::{cancel, hold};
 pub use reservations::reservation;
 pub use seat_map::{SeatMap, seat_map};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -58,35 +57,11 @@ pub struct ReservationView {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What the booking paths need from the configuration.
-#[derive(Clone, Debug)]
-pub struct BookingSettings {
-    pub hold_ttl_ms: u64,
-    pub max_holds_per_user: u32,
-}
-
-impl BookingSettings {
-    pub fn from_config(c: &Config) -> Self {
-        BookingSettings {
-            hold_ttl_ms: c.hold_ttl.as_millis() as u64,
-            max_holds_per_user: c.max_holds_per_user,
-        }
-    }
-}
-
-/// The booking side of the service's state.
+/// The booking side of the service's state. (How long a hold lasts and how
+/// many a fan may have are each concert's waiting-room settings.)
+#[derive(Default)]
 pub struct Booking {
-    pub settings: BookingSettings,
     pub ids: ids::ReservationIds,
-}
-
-impl Booking {
-    pub fn new(settings: BookingSettings) -> Self {
-        Booking {
-            settings,
-            ids: Default::default(),
-        }
-    }
 }
 
 fn millis(ms: i64) -> Result<DateTime<Utc>> {

@@ -1,9 +1,11 @@
-//! Admin: creating concerts and schedules (`X-Admin-Key`).
+//! Admin: creating concerts and schedules, and steering each concert's waiting
+//! room (`X-Admin-Key`).
 
 use super::extract::{Admin, Json, Path};
 use crate::AppState;
 use crate::catalog::{self, NewConcert, NewSeat, SeatPlan};
 use crate::error::{Error, Result};
+use crate::queue::room::{self, RoomPatch, RoomView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -81,5 +83,28 @@ pub async fn create_schedule(
         .ok_or_else(|| Error::bad_request("start_at must be an RFC 3339 timestamp"))?;
     let schedule = catalog::create_schedule(&app.pg, concert_id, start_at, body.plan()?).await?;
     app.catalog.invalidate_schedules(concert_id);
+    // The room counts the new seats (and is no longer SOLD_OUT).
+    room::schedules_changed(&app, concert_id).await;
     Ok((StatusCode::CREATED, axum::Json(schedule)))
+}
+
+/// `GET /admin/concerts/{id}/waiting-room`.
+pub async fn waiting_room(
+    _: Admin,
+    State(app): State<Arc<AppState>>,
+    Path(concert_id): Path<i64>,
+) -> Result<axum::Json<RoomView>> {
+    Ok(axum::Json(room::read(&app, concert_id).await?))
+}
+
+/// `PATCH /admin/concerts/{id}/waiting-room`: any subset of the settings; a
+/// bad value, a wrong type or an unknown field is a `400` and changes nothing.
+pub async fn change_waiting_room(
+    _: Admin,
+    State(app): State<Arc<AppState>>,
+    Path(concert_id): Path<i64>,
+    Json(patch): Json<RoomPatch>,
+) -> Result<axum::Json<RoomView>> {
+    let change = patch.checked()?;
+    Ok(axum::Json(room::change(&app, concert_id, change).await?))
 }

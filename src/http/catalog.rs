@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::catalog::availability::{self, ScheduleAvailability};
 use crate::catalog::{self, Concert, ConcertSummary};
 use crate::error::Result;
+use crate::queue::room::{self, RoomSummary};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -22,11 +23,24 @@ pub async fn list_concerts(
     Ok(Json(Items { items }))
 }
 
+/// A concert and the state of its waiting room, at most about a second old.
+#[derive(Serialize)]
+pub struct ConcertPage {
+    #[serde(flatten)]
+    concert: Arc<Concert>,
+    waiting_room: RoomSummary,
+}
+
 pub async fn concert(
     State(app): State<Arc<AppState>>,
     Path(concert_id): Path<i64>,
-) -> Result<Json<Arc<Concert>>> {
-    Ok(Json(catalog::concert(&app, concert_id).await?))
+) -> Result<Json<ConcertPage>> {
+    let concert = catalog::concert(&app, concert_id).await?;
+    let waiting_room = room::summary(&app, concert_id).await?;
+    Ok(Json(ConcertPage {
+        concert,
+        waiting_room,
+    }))
 }
 
 /// A concert's schedules by start, with seats neither sold nor held. Gated:

@@ -41,6 +41,10 @@ pub fn router(app: Arc<AppState>) -> Router {
             "/admin/concerts/{concert_id}/schedules",
             post(admin::create_schedule),
         )
+        .route(
+            "/admin/concerts/{concert_id}/waiting-room",
+            get(admin::waiting_room).patch(admin::change_waiting_room),
+        )
         .route("/concerts", get(catalog::list_concerts))
         .route("/concerts/{concert_id}", get(catalog::concert))
         .route("/concerts/{concert_id}/schedules", get(catalog::schedules))

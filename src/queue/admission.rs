@@ -3,13 +3,18 @@
 //! key taken with `SET NX PX`, renewed each tick) makes exactly one server admit
 //! at a time; if it dies, another takes over within [`LEASE`]. The rate's token
 //! bucket lives in Redis too, so a hand-over neither doubles nor resets the rate.
+//!
+//! Each concert's tick follows its waiting room (`room.rs`): its own rate and
+//! cap, its opening, its pause, its seats. Every [`RECONCILE_EVERY`] ticks the
+//! leader checks that the rooms it ticked are Postgres's copy.
 
 use super::audit::AuditEvent;
-use super::{ENDED_RETENTION_MS, LISTED_MARKER_MS, QueueStatus, millis};
+use super::{ENDED_RETENTION_MS, LISTED_MARKER_MS, QueueStatus, millis, room};
 use crate::AppState;
-use crate::error::Result;
-use crate::store::scripts::{self, Script};
+use crate::error::{Error, Result};
+use crate::store::scripts::{self, RoomState, Roomed, Script};
 use chrono::Utc;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -18,6 +23,8 @@ use uuid::Uuid;
 pub const TICK: Duration = Duration::from_millis(100);
 /// How long the lease lasts without renewal: the take-over time if its holder dies.
 pub const LEASE: Duration = Duration::from_secs(2);
+/// Ticks between two checks of the rooms against Postgres (2 s).
+pub const RECONCILE_EVERY: u32 = 20;
 
 /// Runs until `stop` turns true; a tick under way is finished first, so what it
 /// admitted or expired also reaches the audit trail.
@@ -25,6 +32,7 @@ pub async fn run(app: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -43,7 +51,13 @@ pub async fn run(app: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool
             }
         }
         if leading {
-            admit_all(&app).await;
+            let seen = admit_all(&app).await;
+            ticks += 1;
+            if ticks.is_multiple_of(RECONCILE_EVERY)
+                && let Err(e) = room::reconcile(&app, &seen).await
+            {
+                tracing::warn!(error = %e, "waiting rooms not checked against Postgres; will retry");
+            }
         }
     }
 }
@@ -59,19 +73,21 @@ async fn hold_lease(app: &AppState) -> Result<bool> {
 }
 
 /// One tick over every concert with a queue. A concert that fails is logged
-/// and retried next tick; it never holds up the others.
-pub async fn admit_all(app: &AppState) {
+/// and retried next tick; it never holds up the others. Returns, per concert
+/// ticked, the room's (settings version, schedules) as Redis had them.
+pub async fn admit_all(app: &AppState) -> HashMap<i64, (i64, i64)> {
+    let mut seen = HashMap::new();
     let concerts = match app.redis.queued_concerts(&app.keys).await {
         Ok(concerts) => concerts,
         Err(e) => {
             tracing::warn!(error = %e, "admission: cannot read the list of queues");
-            return;
+            return seen;
         }
     };
     for concert_id in concerts {
         let started = Instant::now();
-        let (waiting, active) = match admit(app, concert_id).await {
-            Ok(counts) => counts,
+        let tick = match admit(app, concert_id).await {
+            Ok(tick) => tick,
             Err(e) => {
                 tracing::warn!(error = %e, concert_id, "admission tick failed; retrying next tick");
                 continue;
@@ -79,12 +95,30 @@ pub async fn admit_all(app: &AppState) {
         };
         metrics::histogram!("queue_admission_tick_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        let label = concert_id.to_string();
-        metrics::gauge!("queue_waiting", "concert" => label.clone()).set(waiting as f64);
-        metrics::gauge!("queue_active", "concert" => label).set(active as f64);
-        if waiting == 0 && active == 0 {
+        record_gauges(concert_id, &tick);
+        seen.insert(concert_id, (tick.version, tick.schedules));
+        if tick.waiting == 0 && tick.active == 0 {
             unlist_if_idle(app, concert_id).await;
         }
+    }
+    seen
+}
+
+/// The room's gauges, per concert: what operators watch during a sale.
+fn record_gauges(concert_id: i64, tick: &scripts::Ticked) {
+    let concert = concert_id.to_string();
+    metrics::gauge!("queue_waiting", "concert" => concert.clone()).set(tick.waiting as f64);
+    metrics::gauge!("queue_active", "concert" => concert.clone()).set(tick.active as f64);
+    metrics::gauge!("waiting_room_seats_left", "concert" => concert.clone())
+        .set(tick.room.seats_left.unwrap_or(0) as f64);
+    for state in RoomState::ALL {
+        let on = if tick.room.state == state { 1.0 } else { 0.0 };
+        metrics::gauge!("waiting_room_state", "concert" => concert.clone(), "state" => state.word())
+            .set(on);
+    }
+    if !tick.admitted.is_empty() {
+        metrics::counter!("waiting_room_admitted_total", "concert" => concert)
+            .increment(tick.admitted.len() as u64);
     }
 }
 
@@ -107,20 +141,25 @@ async fn unlist_if_idle(app: &AppState, concert_id: i64) {
     }
 }
 
-/// One atomic admission step for one concert; returns (waiting, active).
-pub async fn admit(app: &AppState, concert_id: i64) -> Result<(i64, i64)> {
-    let s = &app.queue;
-    let tick = scripts::Admit {
-        keys: &app.keys.queue(concert_id),
-        admission_rate: s.admission_rate,
-        max_active: s.max_active,
-        active_ttl_ms: s.active_ttl_ms,
-        waiting_idle_ms: s.waiting_idle_ms,
-        ended_retention_ms: ENDED_RETENTION_MS,
-        listed_marker_ms: LISTED_MARKER_MS,
-    }
-    .run(&app.redis)
+/// One atomic admission step for one concert's room (restored from Postgres
+/// first if Redis lost it: nobody is admitted by a room that is not there).
+pub async fn admit(app: &AppState, concert_id: i64) -> Result<scripts::Ticked> {
+    let keys = app.keys.queue(concert_id);
+    let tick = room::run_with_room(
+        app,
+        concert_id,
+        || scripts::Admit {
+            keys: &keys,
+            ended_retention_ms: ENDED_RETENTION_MS,
+            listed_marker_ms: LISTED_MARKER_MS,
+        },
+        |r| matches!(r, Roomed::NoRoom),
+    )
     .await?;
+    let Roomed::Found(tick) = tick else {
+        return Err(Error::Internal("admission tick after restore".into()));
+    };
+    crate::booking::count_lapsed(tick.lapsed);
     let now = Utc::now();
     let expires_at = millis(tick.admitted_until_ms);
     for (reason, pairs, status) in [
@@ -156,5 +195,5 @@ pub async fn admit(app: &AppState, concert_id: i64) -> Result<(i64, i64)> {
             });
         }
     }
-    Ok((tick.waiting, tick.active))
+    Ok(tick)
 }

@@ -11,12 +11,12 @@
 pub mod admission;
 pub mod audit;
 pub mod gate;
+pub mod room;
 pub mod token;
 
 use crate::AppState;
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::scripts::{self, Script};
+use crate::store::scripts::{self, JoinReply, RoomLive, RoomState, Roomed, Script};
 use audit::AuditEvent;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -39,7 +39,7 @@ pub enum QueueStatus {
     Processed,
 }
 
-/// A token as API.md shows it.
+/// A token as API.md shows it, with its room.
 #[derive(Clone, Debug, Serialize)]
 pub struct TokenView {
     pub token: String,
@@ -49,52 +49,39 @@ pub struct TokenView {
     pub estimated_wait_seconds: i64,
     #[serde(serialize_with = "crate::time::serialize_opt")]
     pub expires_at: Option<DateTime<Utc>>,
+    pub room_state: RoomState,
+    #[serde(serialize_with = "crate::time::serialize_opt")]
+    pub opens_at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
+    pub seats_left: Option<i64>,
 }
 
-/// What the queue operations need from the configuration.
-#[derive(Clone, Debug)]
-pub struct QueueSettings {
-    pub admission_rate: u32,
-    pub max_active: u32,
-    pub active_ttl_ms: u64,
-    pub waiting_idle_ms: u64,
-}
-
-impl QueueSettings {
-    pub fn from_config(c: &Config) -> Self {
-        QueueSettings {
-            admission_rate: c.admission_rate,
-            max_active: c.max_active,
-            active_ttl_ms: c.active_ttl.as_millis() as u64,
-            waiting_idle_ms: c.waiting_idle.as_millis() as u64,
-        }
-    }
-
-    /// A WAITING record outlives its last poll by the idle window plus the
-    /// retention, so it is still readable (as EXPIRED) after it drops out.
-    pub fn waiting_record_ttl_ms(&self) -> u64 {
-        self.waiting_idle_ms + ENDED_RETENTION_MS
-    }
-}
-
-/// Seconds a WAITING fan at `position` can expect to wait: the free active slots
-/// fill at the admission rate; past them, places open only as admitted fans
+/// Seconds a WAITING fan at `place` (its position, or the one it can expect
+/// in the pre-queue) can expect to wait, from its room's own settings: the
+/// time until the room opens, if it is scheduled; then the free active slots
+/// fill at the room's rate; past them, places open only as admitted fans
 /// finish, at most `max_active` per active lifetime. At least 1.
-pub fn estimate_wait_seconds(position: i64, active: i64, s: &QueueSettings) -> i64 {
-    let rate = f64::from(s.admission_rate.max(1));
-    let position = position.max(1) as f64;
-    let seconds = if s.max_active == 0 {
-        position / rate
+pub fn estimate_wait_seconds(place: i64, active: i64, room: &RoomLive, now_ms: i64) -> i64 {
+    let rate = f64::from(room.admission_rate.max(1));
+    let place = place.max(1) as f64;
+    let until_open = room
+        .opens_ms
+        .map_or(0.0, |opens| (opens - now_ms).max(0) as f64 / 1000.0);
+    // Nobody holds a slot yet when a scheduled room opens.
+    let active = if until_open > 0.0 { 0 } else { active };
+    let seconds = if room.max_active == 0 {
+        place / rate
     } else {
-        let free = (i64::from(s.max_active) - active).max(0) as f64;
-        if position <= free {
-            position / rate
+        let free = (i64::from(room.max_active) - active).max(0) as f64;
+        if place <= free {
+            place / rate
         } else {
-            let turnover = f64::from(s.max_active) / (s.active_ttl_ms.max(1000) as f64 / 1000.0);
-            free / rate + (position - free) / rate.min(turnover)
+            let turnover =
+                f64::from(room.max_active) / (room.active_ttl_ms.max(1000) as f64 / 1000.0);
+            free / rate + (place - free) / rate.min(turnover)
         }
     };
-    (seconds.ceil() as i64).max(1)
+    ((until_open + seconds).ceil() as i64).max(1)
 }
 
 fn millis(ms: i64) -> Option<DateTime<Utc>> {
@@ -108,20 +95,44 @@ pub struct Joined {
     pub view: TokenView,
 }
 
-/// Joins `concert_id`'s queue (the caller has checked the concert exists).
+fn sold_out() -> Error {
+    Error::Conflict {
+        code: "sold_out",
+        message: "every seat of this concert is sold".into(),
+    }
+}
+
+/// A random, secret place in a pre-queue: 52 bits, exact as a Redis score.
+fn prequeue_score() -> u64 {
+    let (high, _) = uuid::Uuid::new_v4().as_u64_pair();
+    high >> 12
+}
+
+/// Joins `concert_id`'s waiting room (the caller has checked the concert exists).
 pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joined> {
     let token = QueueToken::new(concert_id)
         .ok_or_else(|| Error::Internal(format!("concert id {concert_id} does not fit a token")))?;
-    let s = &app.queue;
-    let joined = scripts::Join {
-        keys: &app.keys.queue(concert_id),
-        token: &token,
-        user_id,
-        record_ttl_ms: s.waiting_record_ttl_ms(),
-        listed_marker_ms: LISTED_MARKER_MS,
-    }
-    .run(&app.redis)
+    let keys = app.keys.queue(concert_id);
+    let score = prequeue_score();
+    let reply = room::run_with_room(
+        app,
+        concert_id,
+        || scripts::Join {
+            keys: &keys,
+            token: &token,
+            user_id,
+            ended_retention_ms: ENDED_RETENTION_MS,
+            listed_marker_ms: LISTED_MARKER_MS,
+            prequeue_score: score,
+        },
+        |r| matches!(r, JoinReply::NoRoom),
+    )
     .await?;
+    let joined = match reply {
+        JoinReply::Joined(joined) => joined,
+        JoinReply::SoldOut => return Err(sold_out()),
+        JoinReply::NoRoom => return Err(Error::Internal("join after restore".into())),
+    };
     if joined.needs_listing {
         app.redis.list_queue(&app.keys, concert_id).await?;
     }
@@ -143,40 +154,51 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
         view: view(
             joined.token,
             concert_id,
-            joined.status,
-            joined.position,
-            joined.expires_ms,
-            joined.active,
-            s,
+            Place {
+                status: joined.status,
+                position: joined.position,
+                expected: joined.expected_position,
+                expires_ms: joined.expires_ms,
+                active: joined.active,
+            },
+            joined.room,
         ),
     })
 }
 
-fn view(
-    token: String,
-    concert_id: i64,
+/// Where a token stands, as a script read it.
+struct Place {
     status: QueueStatus,
-    position: i64,
+    position: Option<i64>,
+    expected: Option<i64>,
     expires_ms: i64,
     active: i64,
-    s: &QueueSettings,
-) -> TokenView {
-    let waiting = status == QueueStatus::Waiting;
+}
+
+fn view(token: String, concert_id: i64, p: Place, room: RoomLive) -> TokenView {
+    let waiting = p.status == QueueStatus::Waiting;
+    let estimate = match (waiting, p.position.or(p.expected)) {
+        (true, Some(place)) => {
+            estimate_wait_seconds(place, p.active, &room, Utc::now().timestamp_millis())
+        }
+        (true, None) => 1,
+        (false, _) => 0,
+    };
     TokenView {
         token,
         concert_id,
-        status,
-        position: waiting.then_some(position),
-        estimated_wait_seconds: if waiting {
-            estimate_wait_seconds(position, active, s)
-        } else {
-            0
-        },
-        expires_at: if status == QueueStatus::Active {
-            millis(expires_ms)
+        status: p.status,
+        position: if waiting { p.position } else { None },
+        estimated_wait_seconds: estimate,
+        expires_at: if p.status == QueueStatus::Active {
+            millis(p.expires_ms)
         } else {
             None
         },
+        room_state: room.state,
+        opens_at: room.opens_ms.and_then(millis),
+        message: room.message,
+        seats_left: room.seats_left,
     }
 }
 
@@ -190,28 +212,39 @@ fn token_not_found() -> Error {
 /// Reads a token for its owner (counts as a poll while WAITING).
 pub async fn status(app: &AppState, user_id: i64, token: &str) -> Result<TokenView> {
     let token = QueueToken::parse(token).ok_or_else(token_not_found)?;
-    let s = &app.queue;
-    let polled = scripts::Poll {
-        keys: &app.keys.queue(token.concert_id),
-        token: &token,
-        user_id,
-        record_ttl_ms: s.waiting_record_ttl_ms(),
-        listed_marker_ms: LISTED_MARKER_MS,
-    }
-    .run(&app.redis)
-    .await?
-    .ok_or_else(token_not_found)?;
+    let keys = app.keys.queue(token.concert_id);
+    let polled = room::run_with_room(
+        app,
+        token.concert_id,
+        || scripts::Poll {
+            keys: &keys,
+            token: &token,
+            user_id,
+            ended_retention_ms: ENDED_RETENTION_MS,
+            listed_marker_ms: LISTED_MARKER_MS,
+        },
+        |r| matches!(r, Some(Roomed::NoRoom)),
+    )
+    .await?;
+    let polled = match polled {
+        None => return Err(token_not_found()),
+        Some(Roomed::Found(polled)) => polled,
+        Some(Roomed::NoRoom) => return Err(Error::Internal("poll after restore".into())),
+    };
     if polled.needs_listing {
         app.redis.list_queue(&app.keys, token.concert_id).await?;
     }
     Ok(view(
         token.text(),
         token.concert_id,
-        polled.status,
-        polled.position,
-        polled.expires_ms,
-        polled.active,
-        s,
+        Place {
+            status: polled.status,
+            position: polled.position,
+            expected: polled.expected_position,
+            expires_ms: polled.expires_ms,
+            active: polled.active,
+        },
+        polled.room,
     ))
 }
 
@@ -248,31 +281,46 @@ pub async fn leave(app: &AppState, user_id: i64, token: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn settings(rate: u32, max_active: u32, ttl_s: u64) -> QueueSettings {
-        QueueSettings {
+    fn room(rate: u32, max_active: u32, ttl_s: u64) -> RoomLive {
+        RoomLive {
+            state: RoomState::Open,
+            opens_ms: None,
+            message: None,
+            seats_left: None,
             admission_rate: rate,
             max_active,
             active_ttl_ms: ttl_s * 1000,
-            waiting_idle_ms: 300_000,
         }
     }
 
     #[test]
-    fn waits_follow_the_rate_while_slots_are_free() {
-        let s = settings(100, 1000, 600);
-        assert_eq!(estimate_wait_seconds(1, 0, &s), 1);
-        assert_eq!(estimate_wait_seconds(100, 0, &s), 1);
-        assert_eq!(estimate_wait_seconds(101, 0, &s), 2);
-        assert_eq!(estimate_wait_seconds(1000, 0, &s), 10);
-        assert_eq!(estimate_wait_seconds(5000, 0, &settings(100, 0, 600)), 50);
+    fn waits_follow_the_rooms_rate_while_slots_are_free() {
+        let r = room(100, 1000, 600);
+        assert_eq!(estimate_wait_seconds(1, 0, &r, 0), 1);
+        assert_eq!(estimate_wait_seconds(100, 0, &r, 0), 1);
+        assert_eq!(estimate_wait_seconds(101, 0, &r, 0), 2);
+        assert_eq!(estimate_wait_seconds(1000, 0, &r, 0), 10);
+        assert_eq!(estimate_wait_seconds(5000, 0, &room(100, 0, 600), 0), 50);
+        assert_eq!(estimate_wait_seconds(5000, 0, &room(10, 0, 600), 0), 500);
     }
 
     #[test]
     fn past_the_cap_places_open_as_fans_finish() {
         // 1000 slots, all taken, each lasting up to 600 s: ~1.67 places a second.
-        let s = settings(100, 1000, 600);
-        assert_eq!(estimate_wait_seconds(10, 1000, &s), 6);
-        assert!(estimate_wait_seconds(2000, 0, &s) > estimate_wait_seconds(1000, 0, &s));
-        assert!(estimate_wait_seconds(1, 1000, &s) >= 1);
+        let r = room(100, 1000, 600);
+        assert_eq!(estimate_wait_seconds(10, 1000, &r, 0), 6);
+        assert!(estimate_wait_seconds(2000, 0, &r, 0) > estimate_wait_seconds(1000, 0, &r, 0));
+        assert!(estimate_wait_seconds(1, 1000, &r, 0) >= 1);
+    }
+
+    #[test]
+    fn a_scheduled_room_counts_down_to_its_opening() {
+        let mut r = room(100, 0, 600);
+        r.state = RoomState::Scheduled;
+        r.opens_ms = Some(60_000);
+        assert_eq!(estimate_wait_seconds(1, 0, &r, 0), 61);
+        assert_eq!(estimate_wait_seconds(1000, 0, &r, 30_000), 40);
+        // Opened: the countdown is over.
+        assert_eq!(estimate_wait_seconds(1000, 0, &r, 90_000), 10);
     }
 }

@@ -107,6 +107,27 @@ impl QueueKeys {
     pub fn token(&self, token: &str) -> String {
         format!("{}:tok:{token}", self.tag)
     }
+    /// Hash: the waiting room (settings mirrored from Postgres, seat counts).
+    pub fn room(&self) -> String {
+        format!("{}:room", self.tag)
+    }
+    /// Sorted set: the open pre-queue, token -> the random score it drew.
+    pub fn prequeue(&self) -> String {
+        format!("{}:prequeue", self.tag)
+    }
+    /// Sorted set: a closed pre-queue waiting its turn at arrival number
+    /// `base` (`lua/lib.lua` builds these from the tag too).
+    pub fn segment(&self, base: i64) -> String {
+        format!("{}:pq:{base}", self.tag)
+    }
+    /// Scratch key of a script that combines bitmaps (deleted by that script).
+    pub fn scratch(&self) -> String {
+        format!("{}:scratch", self.tag)
+    }
+    /// The concert's hash tag, the start of every key above.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
     /// Prefix of the user -> live token index.
     pub fn user_prefix(&self) -> String {
         format!("{}:user:", self.tag)
@@ -191,6 +212,9 @@ mod tests {
             q.bucket(),
             q.token("t"),
             q.user(7),
+            q.room(),
+            q.prequeue(),
+            q.segment(12),
         ] {
             assert!(key.starts_with("bo:{c:42}:"), "{key}");
         }

@@ -137,9 +137,8 @@ pub struct Hold<'a> {
     pub seat_id: i64,
     pub price: i64,
     pub reservation_id: i64,
-    pub hold_ttl_ms: u64,
-    pub max_holds_per_user: u32,
-    /// How long the reservation record outlives the hold.
+    /// How long the reservation record outlives the hold. (The hold's own
+    /// length and the user's limit are the room's, read by the script.)
     pub record_retention_ms: u64,
 }
 
@@ -151,8 +150,13 @@ pub enum HoldVerdict {
     },
     /// Sold or held by someone.
     Taken,
-    LimitReached,
+    /// The user holds the room's limit of seats already.
+    LimitReached {
+        limit: i64,
+    },
     Gate(Denied),
+    /// Redis has no room for the concert: restore it, and try again.
+    NoRoom,
 }
 
 #[derive(Debug)]
@@ -166,7 +170,7 @@ impl Script for Hold<'_> {
     type Reply = HoldReply;
 
     fn lua() -> &'static Lua {
-        lua!("hold.lua", KeyCount::Exactly(7))
+        lua!("hold.lua", KeyCount::Exactly(8))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -179,6 +183,7 @@ impl Script for Hold<'_> {
             b.user_holds(self.user_id),
             b.reservation(self.reservation_id),
             b.held_bits(s),
+            b.queue().room(),
         ]
     }
 
@@ -187,8 +192,6 @@ impl Script for Hold<'_> {
             self.user_id.to_string(),
             self.seat_index.to_string(),
             self.reservation_id.to_string(),
-            self.hold_ttl_ms.to_string(),
-            self.max_holds_per_user.to_string(),
             self.record_retention_ms.to_string(),
             self.schedule_id.to_string(),
             self.seat_no.to_string(),
@@ -205,7 +208,8 @@ impl Script for Hold<'_> {
         let verdict = match verdict.as_str() {
             "ok" => HoldVerdict::Held { expires_ms },
             "taken" => HoldVerdict::Taken,
-            "limit" => HoldVerdict::LimitReached,
+            "limit" => HoldVerdict::LimitReached { limit: expires_ms },
+            "noroom" => HoldVerdict::NoRoom,
             gate => match Denied::from_verdict(gate, "hold")? {
                 Some(denied) => HoldVerdict::Gate(denied),
                 None => return Err(Error::Internal("hold: 'ok' read twice".into())),

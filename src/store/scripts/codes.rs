@@ -84,6 +84,49 @@ pub mod reservation_field {
     pub const NONCE: &str = "pn";
 }
 
+/// Fields of a waiting room's hash: the operator's settings (mirrored from
+/// Postgres) and what the admission tick keeps there.
+pub mod room_field {
+    /// The settings' version in Postgres (`waiting_room.version`, 0 = defaults).
+    pub const VERSION: &str = "v";
+    /// How many schedules the concert had when the room was written.
+    pub const NSCHED: &str = "ns";
+    /// The schedules and their seats: `id:seats,id:seats`.
+    pub const SCHEDULES: &str = "sched";
+    /// Seats over all schedules.
+    pub const TOTAL: &str = "total";
+    pub const RATE: &str = "rate";
+    /// Most live ACTIVE tokens (0 = no cap).
+    pub const CAP: &str = "cap";
+    /// How long an admitted token stays valid (ms).
+    pub const ACTIVE_TTL: &str = "ttl";
+    /// A WAITING token not polled for this long leaves (ms).
+    pub const IDLE: &str = "idle";
+    /// How long a hold lasts (ms).
+    pub const HOLD_TTL: &str = "hold";
+    pub const MAX_HOLDS: &str = "holds";
+    /// When the pre-queue opens (ms; 0 = no opening set).
+    pub const OPENS: &str = "opens";
+    pub const PAUSED: &str = "paused";
+    pub const MESSAGE: &str = "msg";
+    /// Seats neither sold nor held, as last counted.
+    pub const LEFT: &str = "left";
+    /// Seats sold, as last counted.
+    pub const SOLD: &str = "sold";
+    /// Arrival numbers of the closed pre-queues still waiting (`b1,b2`).
+    pub const SEGMENTS: &str = "segs";
+    /// Present while the open pre-queue has tokens.
+    pub const PREQUEUE: &str = "pq";
+}
+
+/// A waiting room's state, as the scripts answer it (API.md's words).
+pub mod room_state {
+    pub const SOLD_OUT: &str = "SOLD_OUT";
+    pub const PAUSED: &str = "PAUSED";
+    pub const SCHEDULED: &str = "SCHEDULED";
+    pub const OPEN: &str = "OPEN";
+}
+
 /// Every code, with the name the Lua scripts know it by.
 pub const LUA_NAMES: &[(&str, &str)] = &[
     ("WAITING", QueueStatus::Waiting.letter()),
@@ -108,6 +151,27 @@ pub const LUA_NAMES: &[(&str, &str)] = &[
     ("R_STATE", reservation_field::STATE),
     ("R_PAYING", reservation_field::PAYING),
     ("R_NONCE", reservation_field::NONCE),
+    ("RM_VERSION", room_field::VERSION),
+    ("RM_NSCHED", room_field::NSCHED),
+    ("RM_SCHED", room_field::SCHEDULES),
+    ("RM_TOTAL", room_field::TOTAL),
+    ("RM_RATE", room_field::RATE),
+    ("RM_CAP", room_field::CAP),
+    ("RM_TTL", room_field::ACTIVE_TTL),
+    ("RM_IDLE", room_field::IDLE),
+    ("RM_HOLD", room_field::HOLD_TTL),
+    ("RM_HOLDS", room_field::MAX_HOLDS),
+    ("RM_OPENS", room_field::OPENS),
+    ("RM_PAUSED", room_field::PAUSED),
+    ("RM_MSG", room_field::MESSAGE),
+    ("RM_LEFT", room_field::LEFT),
+    ("RM_SOLD", room_field::SOLD),
+    ("RM_SEGS", room_field::SEGMENTS),
+    ("RM_PREQUEUE", room_field::PREQUEUE),
+    ("ROOM_SOLD_OUT", room_state::SOLD_OUT),
+    ("ROOM_PAUSED", room_state::PAUSED),
+    ("ROOM_SCHEDULED", room_state::SCHEDULED),
+    ("ROOM_OPEN", room_state::OPEN),
 ];
 
 /// The Lua that declares every code as a local constant; every script starts

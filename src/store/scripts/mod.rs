@@ -20,10 +20,12 @@ pub mod booking;
 pub mod codes;
 pub mod ops;
 pub mod queue;
+pub mod room;
 
 pub use booking::*;
 pub use ops::*;
 pub use queue::*;
+pub use room::*;
 
 use super::Redis;
 use crate::error::{Error, Result};
@@ -139,6 +141,8 @@ pub fn all() -> Vec<&'static Lua> {
         PayFinish::lua(),
         SoldMark::lua(),
         SoldRebuilt::lua(),
+        RoomSet::lua(),
+        RoomRead::lua(),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! The waiting room's scripts: join, poll, leave, the gate, the admission tick
 //! and the lease that lets one server tick at a time.
 
+use super::room::{RoomLive, Roomed, found};
 use super::{Fields, KeyCount, Lua, Script, lua, one_int, shape};
 use crate::error::{Error, Result};
 use crate::queue::{QueueStatus, QueueToken};
@@ -36,15 +37,19 @@ impl Denied {
     }
 }
 
-/// `queue_join.lua`: makes the user's token in a concert's queue, or returns
-/// their live one.
+/// `queue_join.lua`: makes the user's token in a concert's waiting room (in
+/// the pre-queue before the room opens), or returns their live one.
 pub struct Join<'a> {
     pub keys: &'a QueueKeys,
     pub token: &'a QueueToken,
     pub user_id: i64,
-    /// How long a WAITING record lives past its last poll.
-    pub record_ttl_ms: u64,
+    /// How long an ended record stays readable (a WAITING one also lives the
+    /// room's idle window past its last poll).
+    pub ended_retention_ms: u64,
     pub listed_marker_ms: u64,
+    /// The new token's place among the pre-queue, if it joins one: random,
+    /// secret, drawn by the service.
+    pub prequeue_score: u64,
 }
 
 /// What a join found or made.
@@ -54,8 +59,10 @@ pub struct Joined {
     pub created: bool,
     pub token: String,
     pub status: QueueStatus,
-    /// 1-based while WAITING, else 0.
-    pub position: i64,
+    /// 1-based while WAITING with a place (none in the open pre-queue).
+    pub position: Option<i64>,
+    /// In the open pre-queue: the place it can expect.
+    pub expected_position: Option<i64>,
     /// When an ACTIVE token stops being valid (ms), else 0.
     pub expires_ms: i64,
     pub active: i64,
@@ -64,13 +71,27 @@ pub struct Joined {
     pub joined_ms: i64,
     /// A new token's place in the concert's arrival order (0 when not new).
     pub arrival: i64,
+    pub room: RoomLive,
+}
+
+/// What a join may answer besides a token.
+#[derive(Debug)]
+pub enum JoinReply {
+    Joined(Joined),
+    /// No live token, and no seat left to sell: no new one.
+    SoldOut,
+    NoRoom,
+}
+
+fn positive(v: i64) -> Option<i64> {
+    (v > 0).then_some(v)
 }
 
 impl Script for Join<'_> {
-    type Reply = Joined;
+    type Reply = JoinReply;
 
     fn lua() -> &'static Lua {
-        lua!("queue_join.lua", KeyCount::Exactly(7))
+        lua!("queue_join.lua", KeyCount::Exactly(9))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -83,6 +104,8 @@ impl Script for Join<'_> {
             q.arrivals(),
             q.active(),
             q.listed(),
+            q.room(),
+            q.prequeue(),
         ]
     }
 
@@ -90,25 +113,35 @@ impl Script for Join<'_> {
         vec![
             self.token.text(),
             self.user_id.to_string(),
-            self.record_ttl_ms.to_string(),
+            self.ended_retention_ms.to_string(),
             self.keys.token_prefix(),
             self.listed_marker_ms.to_string(),
+            self.keys.tag().to_owned(),
+            self.prequeue_score.to_string(),
         ]
     }
 
-    fn reply(value: Value) -> Result<Joined> {
+    fn reply(value: Value) -> Result<JoinReply> {
         let mut r = Fields::new(value, "queue_join")?;
-        Ok(Joined {
+        match r.text()?.as_str() {
+            "ok" => {}
+            "soldout" => return Ok(JoinReply::SoldOut),
+            "noroom" => return Ok(JoinReply::NoRoom),
+            other => return Err(Error::Internal(format!("queue_join: verdict {other:?}"))),
+        }
+        Ok(JoinReply::Joined(Joined {
             created: r.int()? == 1,
             token: r.text()?,
             status: status(&r.text()?, "queue_join")?,
-            position: r.int()?,
+            position: positive(r.int()?),
+            expected_position: positive(r.int()?),
             expires_ms: r.int()?,
             active: r.int()?,
             needs_listing: r.int()? == 1,
             joined_ms: r.int()?,
             arrival: r.int()?,
-        })
+            room: RoomLive::read(&mut r, "queue_join")?,
+        }))
     }
 }
 
@@ -118,7 +151,7 @@ pub struct Poll<'a> {
     pub keys: &'a QueueKeys,
     pub token: &'a QueueToken,
     pub user_id: i64,
-    pub record_ttl_ms: u64,
+    pub ended_retention_ms: u64,
     pub listed_marker_ms: u64,
 }
 
@@ -126,21 +159,24 @@ pub struct Poll<'a> {
 #[derive(Debug)]
 pub struct Polled {
     pub status: QueueStatus,
-    /// 1-based while WAITING, else 0.
-    pub position: i64,
+    /// 1-based while WAITING with a place (none in the open pre-queue).
+    pub position: Option<i64>,
+    /// In the open pre-queue: the place it can expect.
+    pub expected_position: Option<i64>,
     /// When an ACTIVE token stops being valid (ms), else 0.
     pub expires_ms: i64,
     /// Live ACTIVE tokens (counted only while WAITING, else 0).
     pub active: i64,
     pub needs_listing: bool,
+    pub room: RoomLive,
 }
 
 impl Script for Poll<'_> {
     /// `None`: unknown, or another user's.
-    type Reply = Option<Polled>;
+    type Reply = Option<Roomed<Polled>>;
 
     fn lua() -> &'static Lua {
-        lua!("queue_status.lua", KeyCount::Exactly(6))
+        lua!("queue_status.lua", KeyCount::Exactly(9))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -152,6 +188,9 @@ impl Script for Poll<'_> {
             q.active(),
             q.user(self.user_id),
             q.listed(),
+            q.room(),
+            q.prequeue(),
+            q.arrivals(),
         ]
     }
 
@@ -159,23 +198,28 @@ impl Script for Poll<'_> {
         vec![
             self.token.text(),
             self.user_id.to_string(),
-            self.record_ttl_ms.to_string(),
+            self.ended_retention_ms.to_string(),
             self.listed_marker_ms.to_string(),
+            self.keys.tag().to_owned(),
         ]
     }
 
-    fn reply(value: Value) -> Result<Option<Polled>> {
+    fn reply(value: Value) -> Result<Self::Reply> {
         if value.is_null() {
             return Ok(None);
         }
-        let mut r = Fields::new(value, "queue_status")?;
-        Ok(Some(Polled {
+        let Some(mut r) = found(value, "queue_status")? else {
+            return Ok(Some(Roomed::NoRoom));
+        };
+        Ok(Some(Roomed::Found(Polled {
             status: status(&r.text()?, "queue_status")?,
-            position: r.int()?,
+            position: positive(r.int()?),
+            expected_position: positive(r.int()?),
             expires_ms: r.int()?,
             active: r.int()?,
             needs_listing: r.int()? == 1,
-        }))
+            room: RoomLive::read(&mut r, "queue_status")?,
+        })))
     }
 }
 
@@ -233,7 +277,7 @@ impl Script for Leave<'_> {
     type Reply = Option<Left>;
 
     fn lua() -> &'static Lua {
-        lua!("queue_leave.lua", KeyCount::Exactly(6))
+        lua!("queue_leave.lua", KeyCount::Exactly(8))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -246,6 +290,8 @@ impl Script for Leave<'_> {
             q.active(),
             q.user(self.user_id),
             b.user_holds(self.user_id),
+            q.room(),
+            q.prequeue(),
         ]
     }
 
@@ -270,14 +316,9 @@ impl Script for Leave<'_> {
     }
 }
 
-/// `queue_admit.lua`: one admission tick of one concert.
+/// `queue_admit.lua`: one admission tick of one concert's waiting room.
 pub struct Admit<'a> {
     pub keys: &'a QueueKeys,
-    pub admission_rate: u32,
-    /// 0: no cap.
-    pub max_active: u32,
-    pub active_ttl_ms: u64,
-    pub waiting_idle_ms: u64,
     pub ended_retention_ms: u64,
     pub listed_marker_ms: u64,
 }
@@ -285,6 +326,7 @@ pub struct Admit<'a> {
 /// What a tick did. Tokens come as `(token, user id)`.
 #[derive(Debug)]
 pub struct Ticked {
+    /// WAITING tokens: placed, and in pre-queues.
     pub waiting: i64,
     pub active: i64,
     pub admitted: Vec<(String, String)>,
@@ -294,43 +336,62 @@ pub struct Ticked {
     pub dropped: Vec<(String, String)>,
     /// When this tick's admissions stop being valid (ms).
     pub admitted_until_ms: i64,
+    /// The room settings' version the tick used, and the schedules it knew.
+    pub version: i64,
+    pub schedules: i64,
+    /// Holds that had lapsed, tidied while counting seats.
+    pub lapsed: i64,
+    pub room: RoomLive,
 }
 
 impl Script for Admit<'_> {
-    type Reply = Ticked;
+    type Reply = Roomed<Ticked>;
 
     fn lua() -> &'static Lua {
-        lua!("queue_admit.lua", KeyCount::Exactly(5))
+        lua!("queue_admit.lua", KeyCount::Exactly(9))
     }
 
     fn keys(&self) -> Vec<String> {
         let q = self.keys;
-        vec![q.waiting(), q.polled(), q.active(), q.bucket(), q.listed()]
+        vec![
+            q.waiting(),
+            q.polled(),
+            q.active(),
+            q.bucket(),
+            q.listed(),
+            q.room(),
+            q.prequeue(),
+            q.arrivals(),
+            q.scratch(),
+        ]
     }
 
     fn args(&self) -> Vec<String> {
         vec![
-            self.admission_rate.to_string(),
-            self.max_active.to_string(),
-            self.active_ttl_ms.to_string(),
-            self.waiting_idle_ms.to_string(),
             self.ended_retention_ms.to_string(),
             self.keys.token_prefix(),
             self.keys.user_prefix(),
             self.listed_marker_ms.to_string(),
+            self.keys.tag().to_owned(),
         ]
     }
 
-    fn reply(value: Value) -> Result<Ticked> {
-        let mut r = Fields::new(value, "queue_admit")?;
-        Ok(Ticked {
+    fn reply(value: Value) -> Result<Self::Reply> {
+        let Some(mut r) = found(value, "queue_admit")? else {
+            return Ok(Roomed::NoRoom);
+        };
+        Ok(Roomed::Found(Ticked {
             waiting: r.int()?,
             active: r.int()?,
             admitted: r.pairs()?,
             expired: r.pairs()?,
             dropped: r.pairs()?,
             admitted_until_ms: r.int()?,
-        })
+            version: r.int()?,
+            schedules: r.int()?,
+            lapsed: r.int()?,
+            room: RoomLive::read(&mut r, "queue_admit")?,
+        }))
     }
 }
 
@@ -345,11 +406,12 @@ impl Script for Unlist<'_> {
     type Reply = bool;
 
     fn lua() -> &'static Lua {
-        lua!("queue_unlist.lua", KeyCount::Exactly(3))
+        lua!("queue_unlist.lua", KeyCount::Exactly(5))
     }
 
     fn keys(&self) -> Vec<String> {
-        vec![self.keys.waiting(), self.keys.active(), self.keys.listed()]
+        let q = self.keys;
+        vec![q.waiting(), q.active(), q.listed(), q.prequeue(), q.room()]
     }
 
     fn args(&self) -> Vec<String> {
