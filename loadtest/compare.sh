@@ -98,13 +98,15 @@ rcli set "$run-raw:key" value >/dev/null
 redis_bench "raw GET" $((SECS * 70000)) GET "$run-raw:key"
 redis_bench "raw ZADD" $((SECS * 70000)) -r 100000000 ZADD "$run-raw:z" __rand_int__ __rand_int__
 hold_sha=$(target/release/boxoffice lua hold.lua | rcli -x SCRIPT LOAD)
-# An ACTIVE queue token for user 1, far in the future; random seats of 100 000.
+# An ACTIVE queue token for user 1, far in the future; the concert's room (the
+# hold's length and the per-user limit come from it); random seats of 100 000.
 rcli hset "$run-raw:{c:1}:tok:t" u 1 s A e 99999999999999 >/dev/null
-redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sha" 7 \
+rcli hset "$run-raw:{c:1}:room" v 0 hold 600000 holds 100000000 >/dev/null
+redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sha" 8 \
   "$run-raw:{c:1}:tok:t" "$run-raw:{c:1}:s:1:sold" "$run-raw:{c:1}:s:1:held" \
   "$run-raw:{c:1}:s:1:h:__rand_int__" "$run-raw:{c:1}:uh:1" "$run-raw:{c:1}:r:__rand_int__" \
-  "$run-raw:{c:1}:s:1:heldbits" \
-  1 __rand_int__ __rand_int__ 600000 100000000 90000000 1 1 1 1000
+  "$run-raw:{c:1}:s:1:heldbits" "$run-raw:{c:1}:room" \
+  1 __rand_int__ __rand_int__ 90000000 1 1 1 1000
 # The script really took seats (an error reply would still count as an answer).
 [ "$(rcli ZCARD "$run-raw:{c:1}:s:1:held")" -gt 0 ] || { echo "raw EVALSHA took no seat" >&2; exit 1; }
 
