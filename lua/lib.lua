@@ -91,10 +91,11 @@ end
 
 -- ---------------------------------------------------------------- waiting rooms
 
--- A concert's room (its hash: the operator's settings, mirrored from Postgres,
--- and what the admission tick counted), or nil when Redis has none (a flush or
--- a restart): the caller then answers 'noroom' and the service restores it
--- from Postgres before trying again.
+-- A concert's room, whole (its hash: the operator's settings, mirrored from
+-- Postgres, and what the admission tick counted), or nil when Redis has none
+-- (a flush or a restart): the caller then answers 'noroom' and the service
+-- restores it from Postgres before trying again. For the tick and the
+-- operator's reads; the hot scripts read room_hot.
 local function room_get(key)
   local r = redis.call('HMGET', key, RM_VERSION, RM_RATE, RM_CAP, RM_TTL, RM_IDLE, RM_HOLD,
     RM_HOLDS, RM_OPENS, RM_PAUSED, RM_MSG, RM_TOTAL, RM_LEFT, RM_SOLD, RM_SEGS, RM_SCHED,
@@ -126,22 +127,46 @@ local function room_state(room, now)
   return ROOM_OPEN
 end
 
--- What every token answer says of the room: {state, opens ms|0, message|'',
--- seats left|-1 (not counted yet, or no schedule), rate, cap, active ttl ms}.
-local function room_view(room, now)
+-- What every token answer says of the room, as one string kept in the hash
+-- (RM_VIEW): 'state|opens ms (0 = none)|seats left (-1 = not counted, or no
+-- schedule)|rate|cap|active ttl ms|message'. It changes only when the room is
+-- written or its seats counted, so those render it, and a join or a poll
+-- reads it whole instead of rebuilding it (most of a poll's cost, else).
+local function render_view(room, now)
   local left = room.left
   if room.total == 0 then
     left = -1
   end
-  return {room_state(room, now), room.opens, room.msg, left, room.rate, room.cap, room.ttl}
+  local view = table.concat({room_state(room, now), room.opens, left, room.rate, room.cap,
+    room.ttl, room.msg}, '|')
+  room.view = view
+  redis.call('HSET', room.key, RM_VIEW, view)
+  return view
 end
 
--- `head` followed by the room's view, as one flat reply.
-local function with_room(head, room, now)
-  for _, v in ipairs(room_view(room, now)) do
-    head[#head + 1] = v
+-- What a join, a poll or a leave needs of the room, in one short read (nil
+-- when Redis has no room).
+local function room_hot(key)
+  local r = redis.call('HMGET', key, RM_VIEW, RM_OPENS, RM_PREQUEUE, RM_SEGS, RM_IDLE)
+  if not r[1] then
+    return nil
   end
-  return head
+  return {key = key, view = r[1], opens = tonumber(r[2]) or 0, pq = r[3] == '1',
+    segs = r[4] or '', idle = tonumber(r[5])}
+end
+
+-- The view at `now`: a room rendered SCHEDULED is OPEN once opens_at has
+-- passed (a pause or a sell-out would have been rendered instead).
+local function view_now(room, now)
+  local view = room.view
+  if room.opens <= now and string.sub(view, 1, #ROOM_SCHEDULED + 1) == ROOM_SCHEDULED .. '|' then
+    return ROOM_OPEN .. string.sub(view, #ROOM_SCHEDULED + 1)
+  end
+  return view
+end
+
+local function view_state(view)
+  return string.match(view, '^[^|]*')
 end
 
 -- The arrival numbers of the closed pre-queues still waiting, in order.
@@ -319,5 +344,6 @@ local function recount(tag, room, scratch, now)
   local left, sold, lapsed = count_seats(tag, room, scratch, now)
   room.left, room.sold = left, sold
   redis.call('HSET', room.key, RM_LEFT, left, RM_SOLD, sold)
+  render_view(room, now)
   return lapsed
 end

@@ -19,7 +19,7 @@
 -- returns  {'noroom'} | {'ok', waiting count, active count, admitted {token, user, ...},
 --           expired {token, user, ...}, dropped {token, user, ...},
 --           active expiry ms of this tick's admissions, room version, room's
---           schedules, holds tidied, room view...}
+--           schedules, holds tidied, room view (see render_view)}
 local now = now_ms()
 local room = room_get(KEYS[6])
 if not room then
@@ -104,5 +104,5 @@ redis.call('PEXPIRE', KEYS[4], 3600000)
 redis.call('SET', KEYS[5], 1, 'PX', ARGV[4])
 
 local waiting = placed_count(tag, room, KEYS[1]) + redis.call('ZCARD', KEYS[7])
-return with_room({'ok', waiting, redis.call('ZCARD', KEYS[3]), admitted, expired, dropped,
-  now + ttl, room.v, room.n, lapsed}, room, now)
+return {'ok', waiting, redis.call('ZCARD', KEYS[3]), admitted, expired, dropped,
+  now + ttl, room.v, room.n, lapsed, room.view}

@@ -18,12 +18,12 @@
 -- returns  {'noroom'} | {'soldout'} (no live token, and no seat left to sell)
 --          | {'ok', created 0/1, token, status, position|0, expected position|0,
 --             expires_ms|0, active count, needs listing 0/1, joined ms,
---             arrival number of a new token|0, room view...}
+--             arrival number of a new token|0, room view (see render_view)}
 -- "needs listing": the worker is not known to visit this queue; the caller adds
 -- the concert to the worker's set. The marker is set here and refreshed by every
 -- admission tick, so a listing that failed is retried by the next join or poll.
 local now = now_ms()
-local room = room_get(KEYS[8])
+local room = room_hot(KEYS[8])
 if not room then
   return {'noroom'}
 end
@@ -40,8 +40,8 @@ local function needs_listing()
 end
 
 local function answer(created, token, status, position, expected, expires, joined, arrival)
-  return with_room({'ok', created, token, status, position or 0, expected or 0, expires,
-    redis.call('ZCARD', KEYS[6]), needs_listing(), joined, arrival}, room, now)
+  return {'ok', created, token, status, position or 0, expected or 0, expires,
+    redis.call('ZCARD', KEYS[6]), needs_listing(), joined, arrival, view_now(room, now)}
 end
 
 local existing = redis.call('GET', KEYS[1])
@@ -66,7 +66,7 @@ if existing then
   end
 end
 
-if room_state(room, now) == ROOM_SOLD_OUT then
+if view_state(room.view) == ROOM_SOLD_OUT then
   return {'soldout'}
 end
 local seq = redis.call('INCR', KEYS[5])

@@ -18,7 +18,7 @@ local released = 0
 if r[2] == WAITING or r[2] == ACTIVE then
   -- Without its room (a flush) a token can only be in the sets named here; the
   -- admission tick skips a token that is no longer WAITING anyway.
-  unqueue(ARGV[4], room_get(KEYS[7]), KEYS[2], KEYS[8], ARGV[1])
+  unqueue(ARGV[4], room_hot(KEYS[7]), KEYS[2], KEYS[8], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('HSET', KEYS[1], T_STATUS, EXPIRED)

@@ -9,13 +9,13 @@
 -- ARGV[4]  marker ttl ms   ARGV[5] concert tag
 -- returns  nil when unknown or another user's; {'noroom'}; else
 --          {'ok', status letter, position|0, expected position|0, expires ms|0,
---           active count, needs listing 0/1, room view...}
+--           active count, needs listing 0/1, room view (see render_view)}
 local r = redis.call('HMGET', KEYS[1], T_USER, T_STATUS, T_EXPIRES)
 if not r[1] or r[1] ~= ARGV[2] then
   return nil
 end
 local now = now_ms()
-local room = room_get(KEYS[7])
+local room = room_hot(KEYS[7])
 if not room then
   return {'noroom'}
 end
@@ -38,15 +38,15 @@ if status == WAITING then
     if where == 'prequeue' then
       expected = expected_place(tag, room, KEYS[2], KEYS[8])
     end
-    return with_room({'ok', WAITING, position or 0, expected, 0, redis.call('ZCARD', KEYS[4]),
-      listing}, room, now)
+    return {'ok', WAITING, position or 0, expected, 0, redis.call('ZCARD', KEYS[4]), listing,
+      view_now(room, now)}
   end
   status = EXPIRED
 elseif status == ACTIVE then
   if tonumber(r[3]) > now then
-    return with_room({'ok', ACTIVE, 0, 0, tonumber(r[3]), 0, 0}, room, now)
+    return {'ok', ACTIVE, 0, 0, tonumber(r[3]), 0, 0, view_now(room, now)}
   end
   -- expired, and the admission tick has not tidied it yet
   status = EXPIRED
 end
-return with_room({'ok', status, 0, 0, 0, 0, 0}, room, now)
+return {'ok', status, 0, 0, 0, 0, 0, view_now(room, now)}

@@ -5,7 +5,7 @@
 -- KEYS[5]  scratch key
 -- ARGV[1]  concert tag
 -- returns  {'noroom'} | {'ok', version, schedules, waiting, live active, idle ms,
---           hold ms, max holds, paused 0/1, holds tidied, room view...}
+--           hold ms, max holds, paused 0/1, holds tidied, room view (see render_view)}
 local now = now_ms()
 local room = room_get(KEYS[1])
 if not room then
@@ -18,5 +18,5 @@ local paused = 0
 if room.paused then
   paused = 1
 end
-return with_room({'ok', room.v, room.n, waiting, active, room.idle, room.hold, room.holds, paused,
-  lapsed}, room, now)
+return {'ok', room.v, room.n, waiting, active, room.idle, room.hold, room.holds, paused,
+  lapsed, room.view}

@@ -33,4 +33,5 @@ end
 if tonumber(have[2]) ~= n then
   redis.call('HDEL', KEYS[1], RM_LEFT, RM_SOLD)
 end
+render_view(room_get(KEYS[1]), now_ms())
 return 1

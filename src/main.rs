@@ -77,7 +77,10 @@ fn print_script(file: Option<&str>) -> ExitCode {
     let scripts = store::scripts::all();
     match scripts.iter().find(|lua| Some(lua.file) == file) {
         Some(lua) => {
-            print!("{}", store::scripts::full_text(lua.own_text));
+            use std::io::Write;
+            let text = store::scripts::full_text(lua.own_text);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         None => {

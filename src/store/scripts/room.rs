@@ -59,23 +59,30 @@ pub struct RoomLive {
 }
 
 impl RoomLive {
-    /// Reads the room view `lib.lua`'s `with_room` appends to a reply.
+    /// Reads the room view `lib.lua`'s `render_view` keeps:
+    /// `state|opens ms|seats left|rate|cap|active ttl ms|message`.
     pub(super) fn read(r: &mut Fields, script: &'static str) -> Result<RoomLive> {
-        let state = RoomState::from_word(&r.text()?, script)?;
-        let opens = r.int()?;
-        let message = r.text()?;
-        let left = r.int()?;
-        let number = |v: i64| {
-            u32::try_from(v).map_err(|_| Error::Internal(format!("{script}: room setting {v}")))
-        };
+        let view = r.text()?;
+        let bad = || Error::Internal(format!("{script}: room view {view:?}"));
+        let mut parts = view.splitn(7, '|');
+        let mut next = || parts.next().ok_or_else(bad);
+        let state = RoomState::from_word(next()?, script)?;
+        let number = |s: &str| s.parse::<i64>().map_err(|_| bad());
+        let opens = number(next()?)?;
+        let left = number(next()?)?;
+        let setting = |s: &str| s.parse::<u32>().map_err(|_| bad());
+        let admission_rate = setting(next()?)?;
+        let max_active = setting(next()?)?;
+        let active_ttl_ms = u64::from(setting(next()?)?);
+        let message = next()?;
         Ok(RoomLive {
             state,
             opens_ms: (opens > 0).then_some(opens),
-            message: (!message.is_empty()).then_some(message),
+            message: (!message.is_empty()).then(|| message.to_owned()),
             seats_left: (left >= 0).then_some(left),
-            admission_rate: number(r.int()?)?,
-            max_active: number(r.int()?)?,
-            active_ttl_ms: u64::from(number(r.int()?)?),
+            admission_rate,
+            max_active,
+            active_ttl_ms,
         })
     }
 }

@@ -176,10 +176,33 @@ fn every_verdict_a_script_returns_is_one_its_type_reads() {
 }
 
 #[test]
-fn the_prelude_declares_every_code() {
-    let prelude = codes::lua_prelude();
-    for (name, value) in LUA_NAMES {
-        assert!(prelude.contains(&format!("local {name} = '{value}'\n")));
+fn a_script_gets_the_codes_and_helpers_it_uses_and_no_others() {
+    let text = full_text("return {WAITING, gate(KEYS[1], ARGV[1], now_ms())}");
+    assert!(text.contains("local WAITING = 'W'\n"));
+    // gate() reads these codes itself.
+    for code in ["T_USER", "T_STATUS", "T_EXPIRES", "ACTIVE"] {
+        assert!(text.contains(&format!("local {code} = ")), "{code}");
     }
-    assert!(full_text("return 1").ends_with("return 1"));
+    assert!(text.contains("local function gate("));
+    assert!(text.contains("local function now_ms("));
+    assert!(!text.contains("local function room_get("));
+    assert!(!text.contains("local R_PRICE"));
+    assert!(text.ends_with("now_ms())}"));
+    // Every helper a full script calls is defined before the script runs.
+    for lua in all() {
+        let text = full_text(lua.own_text);
+        let defined: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("local function "))
+            .map(|l| l.split('(').next().unwrap_or(""))
+            .collect();
+        for (name, _) in lib_helpers() {
+            let called = lua.own_text.contains(&format!("{name}("));
+            assert!(
+                !called || defined.contains(&name.as_str()),
+                "{}: {name}",
+                lua.file
+            );
+        }
+    }
 }
