@@ -12,6 +12,7 @@ pub mod extract;
 mod ops;
 mod queue;
 mod users;
+mod web;
 
 use crate::AppState;
 use crate::config::REQUEST_TIMEOUT;
@@ -33,6 +34,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(app: Arc<AppState>) -> Router {
     let routes = Router::new()
+        .route("/", get(web::page))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/app.css", get(web::app_css))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
