@@ -4,6 +4,9 @@ addr=${HTTP_ADDR:-127.0.0.1:8080}
 cat <<TXT
 
 boxoffice is starting on http://$addr
+
+  The fan page:  http://$addr/        (open it in a browser; /?concert=1 joins the demo)
+
   health   http://$addr/health      readiness  http://$addr/ready
   metrics  http://$addr/metrics     admin key  ${ADMIN_KEY:-(admin off)}
   redis    $REDIS_URL
