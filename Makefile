@@ -19,11 +19,13 @@ CONFORMANCE_CHECKS ?=
 # without it the figures only go to loadtest/out/ (git-ignored).
 RECORD ?=
 
-.PHONY: help services shared run test lint conformance bench spike scale stop-services clean
+.PHONY: help services browser-tools shared run test test-browser lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
-	@echo "make test           start Redis/Postgres if needed, run every test (reuses make run's release build)"
+	@echo "make test           start Redis/Postgres if needed, run every test (reuses make run's release build),"
+	@echo "                    then the fan page in headless Chromium (tests/browser/)"
+	@echo "make test-browser   only the fan page in headless Chromium"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
@@ -35,13 +37,28 @@ help:
 services:
 	@scripts/services.sh
 
+# Chromium, chromedriver (apt) and selenium (a venv under .dev/) for tests/browser/.
+browser-tools:
+	@scripts/services.sh browser
+
 run: services
 	$(BUILD)
 	@$(ENV); export ADMIN_KEY="$${ADMIN_KEY:-dev-admin-key}"; \
 	  $(BIN) seed-demo && scripts/banner.sh && exec $(BIN) serve
 
-test: services
-	@$(ENV); cargo test --release --locked --no-fail-fast
+# The browser test runs even when cargo test fails, so one run reports both.
+# $(BUILD) is a no-op after cargo test (which builds the binary too), unless
+# the tests did not compile.
+test: services browser-tools
+	@$(ENV); failed=; \
+	  cargo test --release --locked --no-fail-fast || failed="cargo test"; \
+	  { $(BUILD) && tests/browser/run.sh; } || failed="$${failed:+$$failed, }the browser test"; \
+	  [ -z "$$failed" ] || { echo "make test: failed: $$failed" >&2; exit 1; }
+
+# The fan page in headless Chromium against the release binary (about a minute).
+test-browser: services browser-tools
+	$(BUILD)
+	@$(ENV); tests/browser/run.sh
 
 # clippy in the release profile: it reuses the build's proc macros and build
 # scripts (about a minute after make test, against two and a half in debug).

@@ -11,8 +11,11 @@
 # Missing server binaries are installed with apt-get. No system configuration is
 # changed: project-local servers live under .dev/ and listen on 127.0.0.1 only.
 #
-#   scripts/services.sh         ensure both are up
-#   scripts/services.sh stop    stop the project-local servers
+#   scripts/services.sh          ensure both are up
+#   scripts/services.sh browser  ensure the browser test's tools instead (make test):
+#                                Debian's chromium and chromium-driver, and a
+#                                Python venv under .dev/ with tests/browser/requirements.txt
+#   scripts/services.sh stop     stop the project-local servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -150,7 +153,36 @@ stop_all() {
   return 0
 }
 
-if [ "${1:-}" = stop ]; then stop_all; exit 0; fi
+# --- The browser test's tools (tests/browser/) -------------------------------------
+# Chromium and its WebDriver from Debian's packages (a test tool's own browser
+# download does not work offline); selenium from PyPI into a venv of the
+# project's, so no system Python is changed (Debian's refuses `pip install`).
+BROWSER_VENV=$DEV/browser-venv
+BROWSER_REQS=$ROOT/tests/browser/requirements.txt
+ensure_browser_tools() {
+  { command -v chromium && command -v chromedriver; } >/dev/null || apt_install chromium chromium-driver
+  need python3 python3
+  local py=$BROWSER_VENV/bin/python
+  # The venv is (re)filled when it lacks the pinned requirements.
+  if [ -x "$py" ] && cmp -s "$BROWSER_REQS" "$BROWSER_VENV/requirements.txt" && "$py" -c 'import selenium' 2>/dev/null
+  then return 0; fi
+  if [ ! -x "$py" ]; then
+    # Debian's python3 has no venv (ensurepip) without python3-venv.
+    python3 -m venv "$BROWSER_VENV" >/dev/null 2>&1 || {
+      rm -rf "$BROWSER_VENV"; apt_install python3-venv; python3 -m venv "$BROWSER_VENV"; }
+  fi
+  log "installing $(tr '\n' ' ' < "$BROWSER_REQS")from PyPI into $BROWSER_VENV"
+  "$py" -m pip install -q --disable-pip-version-check -r "$BROWSER_REQS" ||
+    die "pip could not install $BROWSER_REQS into $BROWSER_VENV"
+  cp "$BROWSER_REQS" "$BROWSER_VENV/requirements.txt"
+}
+
+case "${1:-}" in
+  stop) stop_all; exit 0 ;;
+  browser) ensure_browser_tools; exit 0 ;;
+  "") ;;
+  *) die "unknown argument $1 (none, browser or stop)" ;;
+esac
 
 resolve_redis
 resolve_postgres
