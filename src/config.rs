@@ -37,6 +37,7 @@ pub struct Config {
     /// of `booking::recovery`).
     pub sold_catch_up: Duration,
     pub redis_prefix: String,
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,6 +58,7 @@ impl std::fmt::Debug for Config {
             .field("waiting_idle", &self.waiting_idle)
             .field("sold_catch_up", &self.sold_catch_up)
             .field("redis_prefix", &self.redis_prefix)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -136,6 +138,18 @@ impl Config {
             waiting_idle: parse(&get, "WAITING_IDLE_SECS", "300", secs)?,
             sold_catch_up: parse(&get, "SOLD_CATCH_UP_SECS", "30", secs)?,
             redis_prefix,
+            log_format: match get("LOG_FORMAT").as_deref().map(str::trim) {
+                None => crate::telemetry::LogFormat::default_for_stderr(),
+                Some("json") => crate::telemetry::LogFormat::Json,
+                Some("pretty") => crate::telemetry::LogFormat::Pretty,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "LOG_FORMAT",
+                        value: other.to_owned(),
+                        reason: "must be json or pretty".into(),
+                    });
+                }
+            },
         })
     }
 }
@@ -209,6 +223,7 @@ mod tests {
             ("MAX_HOLDS_PER_USER", "0"),
             ("WAITING_IDLE_SECS", "99999999"),
             ("REDIS_PREFIX", "has space"),
+            ("LOG_FORMAT", "xml"),
             ("AUTH_SECRET", "short"),
         ] {
             let err = config(&[(var, value)]).expect_err(var);

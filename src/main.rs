@@ -24,7 +24,6 @@ async fn main() -> ExitCode {
     if command == "lua" {
         return print_script(std::env::args().nth(2).as_deref());
     }
-    telemetry::init_tracing();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -32,6 +31,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    telemetry::init_tracing(config.log_format);
     let outcome = match command.as_str() {
         "serve" => serve(config).await,
         "migrate" => store::postgres::prepare(&config.database_url)
@@ -41,6 +41,7 @@ async fn main() -> ExitCode {
         "seed-demo" => seed_demo(config).await,
         other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
     };
+    telemetry::flush_logs();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,15 +1,28 @@
 //! Logs (tracing) and metrics (Prometheus text at `/metrics`), set up once.
 //!
-//! Every request is counted and timed per route template (`/concerts/{concert_id}`,
-//! never the raw path, so a scan of ids cannot explode the label set).
+//! Every request gets an id (`X-Request-Id`: the client's own when it sent a
+//! usable one, else a new one), echoed on the answer and carried by every log
+//! line about the request, and one line when it ends: method, route template,
+//! status and latency. It is counted and timed per route template
+//! (`/concerts/{concert_id}`, never the raw path: a scan of ids cannot explode
+//! the label set, and a queue token in a path never reaches a log).
+//!
+//! Log lines go to stderr through a writer thread, so a request never waits on
+//! the terminal or a log shipper; `LOG_FORMAT=json` writes one JSON object per
+//! line. Crates that could print request data at debug level (the Redis and
+//! Postgres clients: command arguments carry tokens) are held at `info` and
+//! `warn` whatever `RUST_LOG` asks.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Latency buckets in seconds: fine below 10 ms, where the hot paths must stay.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -17,16 +30,135 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// For people.
+    Pretty,
+}
+
+impl LogFormat {
+    /// API.md's default: `pretty` on a terminal, else `json`.
+    pub fn default_for_stderr() -> Self {
+        if std::io::stderr().is_terminal() {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        }
+    }
+}
+
+/// Directives added after `RUST_LOG`'s: the clients whose debug output holds
+/// command arguments (tokens) stay quiet.
+const HELD_DOWN: &[&str] = &["fred=info", "sqlx=warn", "hyper=info", "h2=info"];
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`). Safe to
+/// call twice.
+pub fn init_tracing(format: LogFormat) {
+    let wanted = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&wanted)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in HELD_DOWN {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(LineWriter::new);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         // Colours only for a person at a terminal, never in files or log shippers.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+/// What the writer thread is handed: a line, or a request to write
+/// everything so far and say so (at exit).
+enum ToWriter {
+    Line(Vec<u8>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Lines held at most while stderr is slow; past that a line is dropped rather
+/// than make a request wait.
+const LINES_BUFFERED: usize = 65_536;
+
+fn writer() -> &'static mpsc::SyncSender<ToWriter> {
+    static WRITER: OnceLock<mpsc::SyncSender<ToWriter>> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<ToWriter>(LINES_BUFFERED);
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                let stderr = std::io::stderr();
+                let mut out = std::io::BufWriter::new(stderr.lock());
+                let handle = |msg: ToWriter, out: &mut std::io::BufWriter<_>| match msg {
+                    ToWriter::Line(line) => {
+                        let _ = out.write_all(&line);
+                    }
+                    ToWriter::Flush(done) => {
+                        let _ = out.flush();
+                        let _ = done.send(());
+                    }
+                };
+                while let Ok(msg) = rx.recv() {
+                    handle(msg, &mut out);
+                    // Write what is queued, then flush: one syscall per burst.
+                    while let Ok(msg) = rx.try_recv() {
+                        handle(msg, &mut out);
+                    }
+                    let _ = out.flush();
+                }
+            });
+        if spawned.is_err() {
+            eprintln!("boxoffice: no log writer thread; log lines are lost");
+        }
+        tx
+    })
+}
+
+/// Waits (up to a second) until every log line so far is written: at exit.
+pub fn flush_logs() {
+    let (done, flushed) = mpsc::channel();
+    if writer().send(ToWriter::Flush(done)).is_ok() {
+        let _ = flushed.recv_timeout(std::time::Duration::from_secs(1));
+    }
+}
+
+/// One line's bytes, handed to the writer thread when the line is done.
+pub struct LineWriter(Vec<u8>);
+
+impl LineWriter {
+    fn new() -> Self {
+        LineWriter(Vec::with_capacity(256))
+    }
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = writer().try_send(ToWriter::Line(std::mem::take(&mut self.0)));
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder. Installed on first use, so several apps
@@ -65,19 +197,82 @@ fn describe() {
     );
 }
 
-/// Middleware: counts and times every request by its route template.
+/// The longest client-sent request id kept (API.md: 1 to 128 visible ASCII).
+const MAX_REQUEST_ID: usize = 128;
+
+/// The request's id: the client's own `X-Request-Id` when it is 1 to 128
+/// visible ASCII characters, else a new one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        })
+}
+
+/// Middleware, outermost: the request id, a span that every log line of the
+/// request carries, one line when it ends, and its metrics.
 pub async fn track_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let id = request_id(request.headers());
+    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or(""),
+        method = method.as_str(),
+        route = route.as_str(),
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    let latency = started.elapsed();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), latency_ms, "request failed");
+        } else if status.is_client_error() {
+            tracing::info!(status = status.as_u16(), latency_ms, "request refused");
+        } else {
+            tracing::info!(status = status.as_u16(), latency_ms, "request");
+        }
+    });
+    response.headers_mut().insert("x-request-id", id);
+    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.as_str().to_owned(), "status" => status.as_u16().to_string())
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method.as_str().to_owned())
+        .record(latency.as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_request_id_is_kept_only_when_usable() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("fan-42.retry/1"));
+        assert_eq!(request_id(&h), "fan-42.retry/1");
+        for bad in ["", "has space", &"x".repeat(129)] {
+            h.insert("x-request-id", HeaderValue::from_str(bad).unwrap());
+            let made = request_id(&h);
+            assert_ne!(made, bad);
+            assert_eq!(made.len(), 32, "a new one");
+        }
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_str(&"x".repeat(128)).unwrap(),
+        );
+        assert_eq!(request_id(&h).len(), 128);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
 }
