@@ -13,10 +13,12 @@
 //! releases the claim if the effect fails.
 
 use crate::error::{Error, Result};
+use crate::shutdown::Inflight;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a claimed key stays locked while its request runs: longer than any
@@ -81,6 +83,7 @@ pub enum Answer<T> {
 /// a failed effect always gives its key back.
 pub async fn once<T, Fut>(
     pg: &PgPool,
+    inflight: &Arc<Inflight>,
     request: Request<'_>,
     key: Option<&str>,
     effect: impl FnOnce(Option<Claim>) -> Fut,
@@ -102,7 +105,10 @@ where
     };
     let run = effect(claim.clone());
     let pg = pg.clone();
+    // A graceful shutdown waits for it (a payment between commit and Redis).
+    let running = inflight.enter();
     tokio::spawn(async move {
+        let _running = running;
         let done = run.await;
         if done.is_err()
             && let Some(claim) = claim

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod money;
 pub mod queue;
 pub mod seed;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod time;
@@ -33,6 +34,11 @@ use tokio::task::JoinSet;
 
 /// How long `serve` waits for Postgres at start before giving up.
 const POSTGRES_START_PATIENCE: Duration = Duration::from_secs(30);
+/// At shutdown: how long requests in flight may still run once the server
+/// stops accepting (past it, their connections are closed), and then how long
+/// work that must finish (a payment's Redis step) may take.
+pub const SHUTDOWN_REQUESTS_GRACE: Duration = Duration::from_secs(20);
+pub const SHUTDOWN_WORK_GRACE: Duration = Duration::from_secs(15);
 
 /// The running service: its stores, caches and settings.
 ///
@@ -56,6 +62,8 @@ pub struct AppState {
     pub booking: booking::Booking,
     /// This process's id, e.g. as the admission lease's holder.
     pub instance_id: String,
+    /// Work a graceful shutdown waits for.
+    pub inflight: Arc<shutdown::Inflight>,
 }
 
 /// Why the service could not start.
@@ -98,6 +106,7 @@ impl App {
         let (audit, audit_writer) = queue::audit::Audit::start(pg.clone());
         let state = Arc::new(AppState {
             rooms: Default::default(),
+            inflight: Default::default(),
             booking: booking::Booking::default(),
             audit,
             instance_id: uuid::Uuid::new_v4().to_string(),
@@ -155,7 +164,11 @@ impl App {
     }
 
     /// Serves on `listener` with the background tasks running, until `shutdown`
-    /// resolves; then lets requests in flight finish and stops the tasks.
+    /// resolves. Then, in order: stop accepting and let requests in flight end
+    /// (bounded by [`SHUTDOWN_REQUESTS_GRACE`]); let work that must finish end
+    /// (payments between commit and Redis, [`SHUTDOWN_WORK_GRACE`]); stop the
+    /// admission worker, which hands its lease back so another server admits
+    /// at its next tick; stop the other tasks; write the buffered audit trail.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -174,11 +187,35 @@ impl App {
             admission_stop,
             self.rebuild_pending,
         ));
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server stopped with an error");
+        let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+        let served = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; finishing requests in flight");
+            let _ = signalled.send(true);
+        });
+        let grace_over = async move {
+            let _ = on_signal.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_REQUESTS_GRACE).await;
+        };
+        tokio::select! {
+            served = served => {
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP server stopped with an error");
+                }
+            }
+            () = grace_over => {
+                tracing::warn!(grace = ?SHUTDOWN_REQUESTS_GRACE, "requests still running at the end of the grace; closing them");
+            }
+        }
+        let running = self.state.inflight.running();
+        if running > 0 {
+            tracing::info!(running, "waiting for payments in flight to finish");
+        }
+        if !self.state.inflight.wait_idle(SHUTDOWN_WORK_GRACE).await {
+            tracing::warn!(
+                running = self.state.inflight.running(),
+                "work still running at the end of the grace"
+            );
         }
         // Let the admission worker finish its tick, so what it did is audited.
         let _ = stop_admission.send(true);

@@ -12,7 +12,7 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Admission fast and uncapped, so stories do not wait in line.
 fn env(pairs: &[(&'static str, &str)]) -> Env {
@@ -941,4 +941,75 @@ async fn a_redis_outage_gives_503s_and_changes_nothing() {
     assert!(back.is_some(), "payments work again once Redis is back");
     assert_eq!(seat_state(&app, &a, schedule, 1).await, "SOLD");
     app.assert_ledger().await;
+}
+
+/// A graceful shutdown (what SIGTERM and Ctrl-C start) lets a payment in
+/// flight finish its Postgres and Redis steps, and hands the admission lease to
+/// the other server at once.
+#[tokio::test]
+async fn a_payment_in_flight_at_shutdown_completes_and_the_other_server_takes_over() {
+    let mut a = spawn(&[]).await;
+    let redis = common::redis().await;
+    let lease = a.keys().admission_lease();
+    let holder = |redis: fred::prelude::Client, lease: String| async move {
+        let h: Option<String> = fred::interfaces::KeysInterface::get(&redis, &lease)
+            .await
+            .unwrap();
+        h
+    };
+    let first = eventually(Duration::from_secs(5), || async {
+        (holder(redis.clone(), lease.clone()).await.as_deref() == Some(a.instance_id.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "a holds the admission lease");
+    let b = a.sibling(env(&[])).await;
+    let (concert, schedule) = a.new_concert(5, 1000).await;
+    let payer = fan(&a, concert, 5000).await.expect("admitted");
+    let r = held(&a, &payer, schedule, 2).await;
+    // The payment waits on its balance row, which the test holds locked.
+    let mut blocker = a.pg.begin().await.unwrap();
+    sqlx::query("SELECT balance FROM balance WHERE user_id = $1 FOR UPDATE")
+        .bind(payer.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let payment = {
+        let request = a
+            .http
+            .post(format!("{}/payments", a.base))
+            .header("authorization", &payer.auth)
+            .header("x-queue-token", &payer.token)
+            .json(&json!({"reservation_id": r}));
+        tokio::spawn(async move { common::read(request.send().await.unwrap()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shut = Instant::now();
+    let unblock = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        blocker.commit().await.unwrap();
+    };
+    tokio::join!(a.shutdown(), unblock);
+    assert!(
+        shut.elapsed() >= Duration::from_millis(700),
+        "shutdown waited for the payment"
+    );
+    let (status, body) = payment.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The other server holds the lease within a tick or two, not after it lapses.
+    let stopped = Instant::now();
+    let took_over = eventually(Duration::from_secs(1), || async {
+        (holder(redis.clone(), lease.clone()).await.as_deref() == Some(b.instance_id.as_str()))
+            .then_some(())
+    })
+    .await;
+    assert!(took_over.is_some(), "b took the lease within a second");
+    println!("lease handed over in {:?}", stopped.elapsed());
+    // The sale is whole: CONFIRMED, the seat SOLD in Redis, the money moved once.
+    assert_eq!(reservation(&b, &payer, r).await.1["status"], "CONFIRMED");
+    let next = fan(&b, concert, 0).await.expect("b admits");
+    assert_eq!(seat_state(&b, &next, schedule, 2).await, "SOLD");
+    assert_eq!(b.balance(&payer.auth).await, 4000);
+    b.assert_ledger().await;
+    let _ = fred::interfaces::ClientLike::quit(&redis).await;
 }

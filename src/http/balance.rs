@@ -39,7 +39,7 @@ pub async fn charge(
         success_status: axum::http::StatusCode::OK.as_u16(),
     };
     let pg = app.pg.clone();
-    match idempotency::once(&app.pg, request, key.as_deref(), |claim| {
+    match idempotency::once(&app.pg, &app.inflight, request, key.as_deref(), |claim| {
         money::charge(pg, user, body.amount, claim)
     })
     .await?

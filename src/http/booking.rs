@@ -108,7 +108,7 @@ pub async fn pay(
         success_status: StatusCode::CREATED.as_u16(),
     };
     let paying = app.clone();
-    match idempotency::once(&app.pg, request, key.as_deref(), |claim| {
+    match idempotency::once(&app.pg, &app.inflight, request, key.as_deref(), |claim| {
         payment::pay(paying, user, pass.0, body.reservation_id, claim)
     })
     .await?

@@ -34,9 +34,15 @@ pub async fn run(app: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool
     let mut leading = false;
     let mut ticks = 0u32;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            if leading {
+                release_lease(&app).await;
+            }
+            return;
         }
         match hold_lease(&app).await {
             Ok(now_leading) => {
@@ -58,6 +64,23 @@ pub async fn run(app: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool
             {
                 tracing::warn!(error = %e, "waiting rooms not checked against Postgres; will retry");
             }
+        }
+    }
+}
+
+/// Hands the lease back at shutdown: another server admits at its next tick.
+async fn release_lease(app: &AppState) {
+    let released = scripts::LeaseRelease {
+        keys: &app.keys,
+        holder: &app.instance_id,
+    }
+    .run(&app.redis)
+    .await;
+    match released {
+        Ok(true) => tracing::info!("admission lease handed back"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "admission lease not handed back; it lapses by itself")
         }
     }
 }

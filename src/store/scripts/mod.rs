@@ -184,6 +184,7 @@ pub fn all() -> Vec<&'static Lua> {
     vec![
         Ready::lua(),
         Lease::lua(),
+        LeaseRelease::lua(),
         Join::lua(),
         Poll::lua(),
         Gate::lua(),

@@ -451,3 +451,30 @@ impl Script for Lease<'_> {
         Ok(one_int(value, "lease")? == 1)
     }
 }
+
+/// `lease_release.lua`: a stopping server hands the admission lease back.
+pub struct LeaseRelease<'a> {
+    pub keys: &'a Keys,
+    pub holder: &'a str,
+}
+
+impl Script for LeaseRelease<'_> {
+    /// Whether this server held it.
+    type Reply = bool;
+
+    fn lua() -> &'static Lua {
+        lua!("lease_release.lua", KeyCount::Exactly(1))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.keys.admission_lease()]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![self.holder.to_owned()]
+    }
+
+    fn reply(value: Value) -> Result<bool> {
+        Ok(one_int(value, "lease_release")? == 1)
+    }
+}
