@@ -7,7 +7,8 @@ estimate / 10) and at least every 15 s, so a change shows within ~15 s.
 
   1. Two fans, one slot. The room is paused with max_active 1. Fan A waits at
      place 1 (PAUSED), reloads and keeps its token and place; fan B (another
-     browser, phone width) waits at place 2. The operator's message reaches A.
+     browser, phone width) waits at place 2. The operator's message reaches
+     both; their polls were 2 to 15 s apart.
      The room resumes: A is ACTIVE, sees the schedule and every seat, holds
      one (PENDING, a countdown), fails to pay with no balance (a readable
      error), charges, pays (CONFIRMED) and becomes PROCESSED, which frees the
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -154,7 +156,8 @@ class Fan:
         # Headless Chromium keeps windows at least 500 px wide: a phone's
         # width is set by device emulation instead (see phone()).
         opts.add_argument(f"--window-size={max(size[0], 500)},{size[1]}")
-        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # performance: the network events, to time the page's polls.
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         service = Service(CHROMEDRIVER, log_output=os.path.join(OUT, f"chromedriver-{name}.log"))
         self.driver = webdriver.Chrome(options=opts, service=service)
         self.driver.set_page_load_timeout(30)
@@ -256,6 +259,22 @@ class Fan:
             f.write(base64.b64decode(png))
         return path
 
+    def poll_gaps(self):
+        """Seconds between this browser's token reads (the join, POST /queue/tokens,
+        then the polls, GET /queue/tokens/{token}) since the last call, within each
+        page load (a reload starts afresh)."""
+        by_page = {}
+        for entry in self.driver.get_log("performance"):
+            event = json.loads(entry["message"])["message"]
+            if event["method"] != "Network.requestWillBeSent":
+                continue
+            request = event["params"]["request"]
+            path = urllib.parse.urlsplit(request["url"]).path
+            if (request["method"], path.startswith("/queue/tokens/")) == ("GET", True) or \
+                    (request["method"], path) == ("POST", "/queue/tokens"):
+                by_page.setdefault(event["params"]["loaderId"], []).append(event["params"]["timestamp"])
+        return [b - a for times in by_page.values() for a, b in zip(times, times[1:])]
+
     def collect_console(self):
         try:
             self.console += self.driver.get_log("browser")
@@ -325,6 +344,15 @@ def two_fans_one_slot(fans):
     b.wait("the operator's message is shown", lambda: b.text("message") == message)
     step("and B")
     b.shot("02-waiting-paused-phone")
+
+    # API.md: a waiting page polls at most every max(2 s, estimate / 10) and at
+    # least every 15 s (a little slack for timers and the request itself).
+    for fan in (a, b):
+        gaps = fan.poll_gaps()
+        if not gaps or min(gaps) < 1.9 or max(gaps) > 16:
+            raise Failed(f"fan {fan.name}: polls {', '.join(f'{g:.1f}' for g in gaps) or 'none'} s apart, "
+                         "not every 2 to 15 s")
+        step(f"{fan.name} polled every {min(gaps):.1f} to {max(gaps):.1f} s ({len(gaps)} gap{'s' * (len(gaps) != 1)})")
 
     room(concert, paused=False)
     a.wait_text("status", "ACTIVE")
