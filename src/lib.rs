@@ -101,6 +101,8 @@ impl App {
         }
         store::postgres::prepare_with_retry(&config.database_url, POSTGRES_START_PATIENCE).await?;
         let pg = store::postgres::pool(&config.database_url)?;
+        telemetry::metrics();
+        store::scripts::zero_metrics();
         let redis = Redis::connect(&config.redis_url)?;
         redis.load_scripts(Duration::from_secs(2)).await;
         let (audit, audit_writer) = queue::audit::Audit::start(pg.clone());
@@ -175,7 +177,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let mut tasks = JoinSet::new();
-        tasks.spawn(metrics_upkeep());
+        tasks.spawn(metrics_upkeep(self.state.clone()));
         tasks.spawn(idempotency_sweeper(self.state.pg.clone()));
         let (stop_admission, admission_stop) = tokio::sync::watch::channel(false);
         let admission = tokio::spawn(queue::admission::run(
@@ -239,11 +241,16 @@ impl App {
     }
 }
 
-/// Histograms need periodic upkeep to bound their memory.
-async fn metrics_upkeep() {
+/// Every few seconds: the exporter's upkeep (histograms' memory, idle
+/// series), the catalog's counters kept alive, and the sampled gauges.
+async fn metrics_upkeep(app: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        telemetry::catalog::touch();
+        telemetry::process::sample_process();
+        telemetry::process::sample_pool(&app.pg);
+        metrics::gauge!("queue_audit_buffered").set(app.audit.buffered() as f64);
         telemetry::metrics().run_upkeep();
     }
 }

@@ -86,7 +86,7 @@ pub async fn pay(
     let hold = begin(app, concert_id, &token, user_id, id, &nonce).await?;
     let started = Instant::now();
     let committed = commit(app, user_id, id, &hold, claim).await;
-    metrics::histogram!("payment_transaction_duration_seconds")
+    metrics::histogram!("postgres_transaction_duration_seconds", "op" => "payment")
         .record(started.elapsed().as_secs_f64());
     let paid = match committed {
         Ok(paid) => paid,

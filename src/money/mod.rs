@@ -85,6 +85,7 @@ pub async fn charge(
     amount: i64,
     claim: Option<Claim>,
 ) -> Result<Balance> {
+    let started = std::time::Instant::now();
     let balance = match claim {
         None => charge_in(&pg, user_id, amount).await?,
         Some(claim) => {
@@ -95,6 +96,8 @@ pub async fn charge(
             balance
         }
     };
+    metrics::histogram!("postgres_transaction_duration_seconds", "op" => "charge")
+        .record(started.elapsed().as_secs_f64());
     metrics::counter!("balance_charges_total").increment(1);
     metrics::counter!("balance_charged_won_total").increment(amount as u64);
     Ok(balance)

@@ -195,8 +195,9 @@ pub async fn admit(app: &AppState, concert_id: i64) -> Result<scripts::Ticked> {
         }
         match reason {
             "admitted" => metrics::counter!("queue_admissions_total").increment(pairs.len() as u64),
-            _ => metrics::counter!("queue_expired_total", "reason" => reason)
-                .increment(pairs.len() as u64),
+            _ => metrics::counter!("queue_expired_total", "concert" => concert_id.to_string(),
+                "reason" => reason)
+            .increment(pairs.len() as u64),
         }
         for (token, user_id) in pairs {
             let (Ok(token), Ok(user_id)) = (Uuid::parse_str(token), user_id.parse::<i64>()) else {

@@ -80,6 +80,11 @@ impl Audit {
         let _ = self.closing.send(true);
     }
 
+    /// Events waiting to be written.
+    pub fn buffered(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     pub fn record(&self, event: AuditEvent) {
         if self.tx.try_send(event).is_err() {
             metrics::counter!("queue_audit_dropped_total").increment(1);
@@ -127,7 +132,11 @@ async fn write_behind(
 
 async fn write_with_retry(pg: &PgPool, batch: &[AuditEvent]) {
     for attempt in 1..=3 {
-        match write(pg, batch).await {
+        let started = std::time::Instant::now();
+        let written = write(pg, batch).await;
+        metrics::histogram!("postgres_transaction_duration_seconds", "op" => "audit")
+            .record(started.elapsed().as_secs_f64());
+        match written {
             Ok(()) => {
                 metrics::counter!("queue_audit_written_total").increment(batch.len() as u64);
                 return;

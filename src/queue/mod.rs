@@ -137,7 +137,7 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
         app.redis.list_queue(&app.keys, concert_id).await?;
     }
     if joined.created {
-        metrics::counter!("queue_joins_total").increment(1);
+        metrics::counter!("queue_joins_total", "concert" => concert_id.to_string()).increment(1);
         app.audit.record(AuditEvent {
             token: token.uuid,
             user_id,
@@ -266,7 +266,9 @@ pub async fn leave(app: &AppState, user_id: i64, token: &str) -> Result<()> {
             .increment(left.holds_released as u64);
     }
     if matches!(left.had, QueueStatus::Waiting | QueueStatus::Active) {
-        metrics::counter!("queue_expired_total", "reason" => "left").increment(1);
+        metrics::counter!("queue_expired_total", "concert" => token.concert_id.to_string(),
+            "reason" => "left")
+        .increment(1);
         app.audit.record(AuditEvent::ended(
             token.uuid,
             user_id,

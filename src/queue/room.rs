@@ -369,6 +369,7 @@ async fn read_known(app: &AppState, concert_id: i64) -> Result<RoomView> {
 /// order they commit; if Redis cannot be written, nothing changes: `503`).
 pub async fn change(app: &AppState, concert_id: i64, change: RoomChange) -> Result<RoomView> {
     crate::catalog::concert(app, concert_id).await?;
+    let started = std::time::Instant::now();
     let mut tx = app.pg.begin().await?;
     // The upsert takes the row's lock and counts the change.
     sqlx::query(
@@ -426,6 +427,8 @@ pub async fn change(app: &AppState, concert_id: i64, change: RoomChange) -> Resu
     .run(&app.redis)
     .await?;
     tx.commit().await?;
+    metrics::histogram!("postgres_transaction_duration_seconds", "op" => "room")
+        .record(started.elapsed().as_secs_f64());
     tracing::info!(concert_id, version, ?change, "waiting room changed");
     forget_summary(app, concert_id);
     read_known(app, concert_id).await

@@ -84,11 +84,19 @@ impl Redis {
             lua.keys,
             keys.len()
         );
-        let reply: Value = lua
+        let started = std::time::Instant::now();
+        let reply = lua
             .compiled()
-            .evalsha_with_reload(self.client(), keys, script.args())
-            .await?;
-        S::reply(reply)
+            .evalsha_with_reload::<Value, _, _>(self.client(), keys, script.args())
+            .await;
+        lua.latency().record(started.elapsed().as_secs_f64());
+        match reply {
+            Ok(reply) => S::reply(reply),
+            Err(e) => {
+                metrics::counter!("redis_script_errors_total", "script" => lua.name()).increment(1);
+                Err(e.into())
+            }
+        }
     }
 
     /// The readiness probe: one script round trip, bounded by `timeout`.

@@ -13,14 +13,20 @@
 //! Postgres clients: command arguments carry tokens) are held at `info` and
 //! `warn` whatever `RUST_LOG` asks.
 
+pub mod catalog;
+pub mod process;
+
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -169,6 +175,12 @@ pub fn metrics() -> &'static PrometheusHandle {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
             .expect("latency buckets are a non-empty constant")
+            // A concert's series go once it idles; histograms (by route and
+            // script, a bounded set) stay.
+            .idle_timeout(
+                MetricKindMask::COUNTER | MetricKindMask::GAUGE,
+                Some(catalog::IDLE_SERIES),
+            )
             .build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
@@ -180,21 +192,7 @@ pub fn metrics() -> &'static PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!(
-        "http_requests_total",
-        "HTTP requests by route, method and status"
-    );
-    metrics::describe_histogram!(
-        "http_request_duration_seconds",
-        metrics::Unit::Seconds,
-        "HTTP request latency by route and method"
-    );
-    metrics::describe_counter!("balance_charges_total", "Successful balance charges");
-    metrics::describe_counter!("balance_charged_won_total", "Won charged to balances");
-    metrics::describe_counter!(
-        "idempotent_replays_total",
-        "Answers replayed for a repeated Idempotency-Key"
-    );
+    catalog::describe();
 }
 
 /// The longest client-sent request id kept (API.md: 1 to 128 visible ASCII).
@@ -216,23 +214,77 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
 }
 
+/// A route's metric handles, made once: a request records without building
+/// a label or allocating.
+#[derive(Default)]
+struct RouteMetrics {
+    answered: Mutex<Vec<(Method, u16, Counter)>>,
+    durations: Mutex<Vec<(Method, Histogram)>>,
+}
+
+impl RouteMetrics {
+    fn of(route: &str) -> Arc<RouteMetrics> {
+        static ROUTES: LazyLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> =
+            LazyLock::new(Default::default);
+        if let Some(m) = ROUTES.read().ok().and_then(|r| r.get(route).cloned()) {
+            return m;
+        }
+        let mut routes = match ROUTES.write() {
+            Ok(routes) => routes,
+            Err(_) => return Arc::default(),
+        };
+        routes.entry(route.to_owned()).or_default().clone()
+    }
+
+    fn record(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        if let Ok(mut answered) = self.answered.lock() {
+            match answered
+                .iter()
+                .find(|(m, s, _)| m == method && *s == status)
+            {
+                Some((_, _, c)) => c.increment(1),
+                None => {
+                    let c = metrics::counter!("http_requests_total", "route" => route.to_owned(),
+                        "method" => method.as_str().to_owned(), "status" => status.to_string());
+                    c.increment(1);
+                    catalog::keep(c.clone());
+                    answered.push((method.clone(), status, c));
+                }
+            }
+        }
+        if let Ok(mut durations) = self.durations.lock() {
+            match durations.iter().find(|(m, _)| m == method) {
+                Some((_, h)) => h.record(seconds),
+                None => {
+                    let h = metrics::histogram!("http_request_duration_seconds",
+                        "route" => route.to_owned(), "method" => method.as_str().to_owned());
+                    h.record(seconds);
+                    durations.push((method.clone(), h));
+                }
+            }
+        }
+    }
+}
+
 /// Middleware, outermost: the request id, a span that every log line of the
 /// request carries, one line when it ends, and its metrics.
 pub async fn track_request(request: Request, next: Next) -> Response {
+    static IN_FLIGHT: LazyLock<metrics::Gauge> =
+        LazyLock::new(|| metrics::gauge!("http_requests_in_flight"));
     let started = Instant::now();
+    IN_FLIGHT.increment(1.0);
     let id = request_id(request.headers());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or(""),
         method = method.as_str(),
-        route = route.as_str(),
+        route = route,
     );
     let mut response = next.run(request).instrument(span.clone()).await;
+    IN_FLIGHT.decrement(1.0);
     let status = response.status();
     let latency = started.elapsed();
     let latency_ms = latency.as_secs_f64() * 1000.0;
@@ -246,10 +298,7 @@ pub async fn track_request(request: Request, next: Next) -> Response {
         }
     });
     response.headers_mut().insert("x-request-id", id);
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.as_str().to_owned(), "status" => status.as_u16().to_string())
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method.as_str().to_owned())
-        .record(latency.as_secs_f64());
+    RouteMetrics::of(route).record(route, &method, status.as_u16(), latency.as_secs_f64());
     response
 }
 

@@ -63,6 +63,8 @@ pub struct Lua {
     /// The script's own text (without the prelude and the helpers).
     pub own_text: &'static str,
     compiled: OnceLock<Compiled>,
+    /// `redis_script_duration_seconds{script}`, made on first use.
+    latency: OnceLock<metrics::Histogram>,
 }
 
 impl Lua {
@@ -72,7 +74,19 @@ impl Lua {
             keys,
             own_text,
             compiled: OnceLock::new(),
+            latency: OnceLock::new(),
         }
+    }
+
+    /// The script's name in metrics: its file without `.lua`.
+    pub fn name(&self) -> &'static str {
+        self.file.strip_suffix(".lua").unwrap_or(self.file)
+    }
+
+    pub(crate) fn latency(&self) -> &metrics::Histogram {
+        self.latency.get_or_init(
+            || metrics::histogram!("redis_script_duration_seconds", "script" => self.name()),
+        )
     }
 
     /// The whole text, with its SHA, computed on first use.
@@ -203,6 +217,16 @@ pub fn all() -> Vec<&'static Lua> {
         RoomSet::lua(),
         RoomRead::lua(),
     ]
+}
+
+/// Puts `redis_script_errors_total{script}` at 0 for every script, so an alert
+/// on its rate works before the first error.
+pub fn zero_metrics() {
+    for lua in all() {
+        let c = metrics::counter!("redis_script_errors_total", "script" => lua.name());
+        c.increment(0);
+        crate::telemetry::catalog::keep(c);
+    }
 }
 
 /// A script reply read in order, each item with the type it must have; any
