@@ -19,13 +19,14 @@ CONFORMANCE_CHECKS ?=
 # without it the figures only go to loadtest/out/ (git-ignored).
 RECORD ?=
 
-.PHONY: help services browser-tools shared run test test-browser lint conformance bench spike scale stop-services clean
+.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
 	@echo "make test           start Redis/Postgres if needed, run every test (reuses make run's release build),"
 	@echo "                    then the fan page in headless Chromium (tests/browser/)"
 	@echo "make test-browser   only the fan page in headless Chromium"
+	@echo "make test-prometheus  only the dashboard and alerts against a real Prometheus (make test runs it too)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
@@ -41,6 +42,10 @@ services:
 browser-tools:
 	@scripts/services.sh browser
 
+# prometheus and promtool (Debian's prometheus package, apt) for tests/prometheus/.
+prometheus-tools:
+	@scripts/services.sh prometheus
+
 run: services
 	$(BUILD)
 	@$(ENV); export ADMIN_KEY="$${ADMIN_KEY:-dev-admin-key}"; \
@@ -49,16 +54,23 @@ run: services
 # The browser test runs even when cargo test fails, so one run reports both.
 # $(BUILD) is a no-op after cargo test (which builds the binary too), unless
 # the tests did not compile.
-test: services browser-tools
+test: services browser-tools prometheus-tools
 	@$(ENV); failed=; \
 	  cargo test --release --locked --no-fail-fast || failed="cargo test"; \
 	  { $(BUILD) && tests/browser/run.sh; } || failed="$${failed:+$$failed, }the browser test"; \
+	  { $(BUILD) && tests/prometheus/run.sh; } || failed="$${failed:+$$failed, }the Prometheus test"; \
 	  [ -z "$$failed" ] || { echo "make test: failed: $$failed" >&2; exit 1; }
 
 # The fan page in headless Chromium against the release binary (about a minute).
 test-browser: services browser-tools
 	$(BUILD)
 	@$(ENV); tests/browser/run.sh
+
+# The Grafana dashboard and the Prometheus alerts (deploy/) checked by promtool and
+# run against a real Prometheus scraping a live server under a journey load (about 20 s).
+test-prometheus: services prometheus-tools
+	$(BUILD)
+	@$(ENV); tests/prometheus/run.sh
 
 # clippy in the release profile: it reuses the build's proc macros and build
 # scripts (about a minute after make test, against two and a half in debug).

@@ -16,9 +16,11 @@ as_root() {
 }
 
 APT_UPDATED=
-apt_install() { # apt_install PACKAGE...: apt-get update once per script, then install
-  command -v apt-get >/dev/null || die "$* missing and there is no apt-get: install $* and retry"
-  log "installing $* with apt-get"
+apt_install() { # apt_install [OPTION...] PACKAGE...: apt-get update once per script, then install
+  local names=() a
+  for a in "$@"; do [[ $a == -* ]] || names+=("$a"); done # options (--no-install-recommends) are not names
+  command -v apt-get >/dev/null || die "${names[*]} missing and there is no apt-get: install ${names[*]} and retry"
+  log "installing ${names[*]} with apt-get"
   if [ -z "$APT_UPDATED" ]; then
     as_root apt-get update -qq >/dev/null
     APT_UPDATED=1

@@ -15,6 +15,8 @@
 #   scripts/services.sh browser  ensure the browser test's tools instead (make test):
 #                                Debian's chromium and chromium-driver, and a
 #                                Python venv under .dev/ with tests/browser/requirements.txt
+#   scripts/services.sh prometheus  ensure the Prometheus test's tools instead (make test):
+#                                Debian's prometheus package (prometheus and promtool)
 #   scripts/services.sh stop     stop the project-local servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -177,11 +179,23 @@ ensure_browser_tools() {
   cp "$BROWSER_REQS" "$BROWSER_VENV/requirements.txt"
 }
 
+# --- The Prometheus test's tools (tests/prometheus/) -----------------------------
+# Debian's prometheus package brings both binaries. Its recommended node exporter
+# is left out: the test scrapes boxoffice only. Where an init system runs, the
+# package starts its own service on :9090; the test never uses it (it runs a
+# private Prometheus on a free port).
+ensure_prometheus_tools() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  apt_install --no-install-recommends prometheus
+  command -v promtool >/dev/null || die "no promtool on PATH after installing prometheus"
+}
+
 case "${1:-}" in
   stop) stop_all; exit 0 ;;
   browser) ensure_browser_tools; exit 0 ;;
+  prometheus) ensure_prometheus_tools; exit 0 ;;
   "") ;;
-  *) die "unknown argument $1 (none, browser or stop)" ;;
+  *) die "unknown argument $1 (none, browser, prometheus or stop)" ;;
 esac
 
 resolve_redis
