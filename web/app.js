@@ -473,6 +473,7 @@
       const data = await api('GET', `/schedules/${state.scheduleId}/seats`, { headers: passHeaders() });
       state.seats = data.seats;
       drawMap();
+      showAvailable();
     } catch (e) {
       if (state.hold && state.hold.status === 'CONFIRMED') return;
       say(e);
@@ -480,6 +481,17 @@
     }
     const every = state.seats.length > ALL_SEATS_UP_TO ? BIG_MAP_REFRESH_MS : MAP_REFRESH_MS;
     if (!state.hold || state.hold.status === 'PENDING') state.timers.map = setTimeout(refreshMap, every);
+  }
+
+  // The chosen performance's "n of m seats available", from the map just read.
+  function showAvailable() {
+    const free = state.seats.filter((x) => x.status === 'AVAILABLE').length;
+    for (const b of $('schedules').children) {
+      if (Number(b.getAttribute('data-schedule-id')) === state.scheduleId) {
+        const small = b.querySelector('small');
+        if (small) small.textContent = `${won.format(free)} of ${won.format(state.seats.length)} seats available`;
+      }
+    }
   }
 
   // Up to 2 000 seats: every seat a button. Past that, sections of 1 000, and
