@@ -709,6 +709,8 @@ async fn room_gauges_are_exposed() {
     })
     .await
     .expect("admitted");
+    // The tick's metrics are recorded just after its script admitted the fan.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let text = app.metrics_text().await;
     for series in [
         format!("waiting_room_seats_left{{concert=\"{concert}\"}} 7"),

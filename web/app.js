@@ -115,6 +115,7 @@
     queue_token_not_active: 'You are still in line: the seats open when it is your turn.',
     sold_out: 'This concert is sold out.',
     already_paid: 'This seat is already paid for.',
+    already_confirmed: 'This seat is paid for: it is yours and cannot be released.',
     payment_in_progress: 'Your payment is still going through.',
     reservation_not_found: 'That reservation is not yours or no longer exists.',
     concert_not_found: 'There is no such concert.',
@@ -125,6 +126,7 @@
 
   function say(err) {
     const box = $('alert');
+    stop('alert');
     if (!err) {
       box.hidden = true;
       box.textContent = '';
@@ -133,6 +135,8 @@
     const code = err.code || '';
     box.textContent = WORDS[code] || err.message || 'Something went wrong. Please try again.';
     box.hidden = false;
+    // Read, then out of the way.
+    state.timers.alert = setTimeout(() => say(null), 10000);
   }
 
   function duration(seconds) {
@@ -310,13 +314,17 @@
       enterBooking(view);
       schedulePoll(ACTIVE_POLL_MS, poll);
     } else if (view.status === 'PROCESSED') {
-      setStatus('PROCESSED', 'Your booking is done.');
+      setStatus('PROCESSED', 'Your booking is done. Enjoy the show.');
       show(['room', 'booking']);
       $('waiting').hidden = true;
       $('ended').hidden = true;
       stop('poll');
       stop('pass');
+      stop('map');
       $('pass-left').textContent = '';
+      // Only the receipt is left to show.
+      $('booking-title').textContent = 'Your booking';
+      for (const id of ['schedules', 'map-tools', 'seat-map']) $(id).hidden = true;
     } else {
       stop('poll');
       renderEnded(view.status, 'Your place in line has ended (you left, or the page was not open for a while).', true);
@@ -336,8 +344,12 @@
     const room = view.room_state || 'OPEN';
     setStatus(room === 'OPEN' ? view.status : room, ROOM_WORDS[room] || '');
     const pos = view.position;
+    const soldOut = room === 'SOLD_OUT';
     $('position').textContent = pos == null ? '' : won.format(pos);
-    $('place-box').hidden = pos == null;
+    // Sold out is the end: no place, no progress, nothing to leave.
+    $('place-box').hidden = pos == null || soldOut;
+    $('progress').hidden = soldOut;
+    $('leave').hidden = soldOut;
     if (pos != null) {
       if (state.firstPosition == null || pos > state.firstPosition) state.firstPosition = pos;
       const done = state.firstPosition > 1 ? (state.firstPosition - pos) / (state.firstPosition - 1) : 1;

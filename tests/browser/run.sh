@@ -76,7 +76,8 @@ BASE_URL=http://127.0.0.1:$PORT ADMIN_KEY=$ADMIN_KEY BROWSER_OUT=$OUT SERVER_PID
 if [ -n "${UPDATE_SCREENSHOTS:-}" ]; then
   mkdir -p docs/screenshots
   for pair in 01-waiting-paused:waiting-paused 03-pre-queue-countdown:pre-queue-countdown \
-              05-hold:seat-hold 08-b-seat-sold-phone:phone-seat-sold 10-sold-out:sold-out; do
+              05-hold:seat-hold 07b-processed:confirmed 08-b-seat-sold-phone:phone-seat-sold \
+              10-sold-out:sold-out; do
     cp "$OUT/${pair%%:*}.png" "docs/screenshots/${pair##*:}.png"
   done
   log "copied README's screenshots to docs/screenshots/"
