@@ -1,6 +1,7 @@
 //! `/metrics` as Prometheus reads it: every family of the catalog with
 //! `# HELP` and `# TYPE`, the catalog's counters at zero before their first
-//! event, and a concert's series once it sells.
+//! event, and a concert's series once it sells. (One test in this binary: the
+//! recorder is the process's, and every test database has a concert 1.)
 
 mod common;
 
@@ -107,6 +108,10 @@ async fn every_family_has_help_and_type_and_counters_start_at_zero() {
         format!("waiting_room_admitted_total{{concert=\"{c}\"}} 1"),
         format!("queue_expired_total{{concert=\"{c}\",reason=\"left\"}} 1"),
         format!("waiting_room_seats_left{{concert=\"{c}\"}} 2"),
+        format!("waiting_room_state{{concert=\"{c}\",state=\"OPEN\"}} 1"),
+        format!("waiting_room_state{{concert=\"{c}\",state=\"PAUSED\"}} 0"),
+        format!("queue_expired_total{{concert=\"{c}\",reason=\"idle\"}} 0"),
+        format!("queue_active{{concert=\"{c}\"}} 0"),
         "payments_total 1".to_owned(),
         "payments_won_total 100".to_owned(),
         "holds_total{result=\"ok\"} 1".to_owned(),

@@ -139,9 +139,14 @@ fn record_gauges(concert_id: i64, tick: &scripts::Ticked) {
         metrics::gauge!("waiting_room_state", "concert" => concert.clone(), "state" => state.word())
             .set(on);
     }
-    if !tick.admitted.is_empty() {
-        metrics::counter!("waiting_room_admitted_total", "concert" => concert)
-            .increment(tick.admitted.len() as u64);
+    // The room's counters exist from its first tick, at 0, so increase()
+    // and rate() see its first admissions and joins too.
+    metrics::counter!("waiting_room_admitted_total", "concert" => concert.clone())
+        .increment(tick.admitted.len() as u64);
+    metrics::counter!("queue_joins_total", "concert" => concert.clone()).increment(0);
+    for reason in ["active_ttl", "idle", "left"] {
+        metrics::counter!("queue_expired_total", "concert" => concert.clone(), "reason" => reason)
+            .increment(0);
     }
 }
 
