@@ -18,6 +18,8 @@ CONFORMANCE_CHECKS ?=
 # `make bench RECORD=1` (also spike, scale) records the run in loadtest/RESULTS.md;
 # without it the figures only go to loadtest/out/ (git-ignored).
 RECORD ?=
+# `make bench DRIVER=k6` drives the HTTP side with k6 instead of wrk; DRIVER=both runs both and compares them.
+DRIVER ?= wrk
 
 .PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus k6-smoke lint conformance bench spike scale stop-services clean
 
@@ -31,6 +33,7 @@ help:
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
+	@echo "                    (DRIVER=k6: k6 instead of wrk on the HTTP side; DRIVER=both: both, compared)"
 	@echo "make spike          the spike check (SPIKE_USERS=100000 by default)"
 	@echo "make scale          Redis memory and latency with 1 000 000 waiting (SCALE_WAITING)"
 	@echo "                    bench/spike/scale write loadtest/out/; RECORD=1 also updates loadtest/RESULTS.md"
@@ -96,7 +99,7 @@ k6-smoke: services
 	@loadtest/k6-smoke.sh
 
 bench: services
-	@RECORD=$(RECORD) loadtest/compare.sh
+	@RECORD=$(RECORD) BENCH_DRIVER=$(DRIVER) loadtest/compare.sh
 
 spike: services
 	@RECORD=$(RECORD) loadtest/spike.sh $(SPIKE_USERS)

