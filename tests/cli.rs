@@ -3,15 +3,35 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+/// Runs the binary to its end, which must come within 30 s: a process that
+/// hangs at exit (it once did, its log writer holding stderr) fails the test
+/// instead of stalling the run.
 fn boxoffice(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
-    cmd.args(args).env("RUST_LOG", "error");
+    cmd.args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("binary runs")
+    let mut child = cmd.spawn().expect("binary runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("killed");
+            panic!(
+                "boxoffice {args:?} did not exit in 30 s; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 #[test]
@@ -58,6 +78,44 @@ fn unknown_commands_are_refused() {
     let out = boxoffice(&["dance"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+}
+
+/// A server that cannot start says why on stderr and exits (after its logging
+/// has started, so its last line and the log writer share stderr).
+#[tokio::test]
+async fn a_server_that_cannot_listen_says_why_and_exits() {
+    let name = common::unique_name("cli");
+    let url = format!("{}/{name}", common::pg_server());
+    assert!(
+        boxoffice(&["migrate"], &[("DATABASE_URL", &url)])
+            .status
+            .success()
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = boxoffice(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &url),
+            ("REDIS_URL", &common::redis_url()),
+            ("HTTP_ADDR", &addr),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr), "{stderr}");
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
+        "{}/postgres",
+        common::pg_server()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

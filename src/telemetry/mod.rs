@@ -105,24 +105,32 @@ fn writer() -> &'static mpsc::SyncSender<ToWriter> {
         let spawned = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                let stderr = std::io::stderr();
-                let mut out = std::io::BufWriter::new(stderr.lock());
-                let handle = |msg: ToWriter, out: &mut std::io::BufWriter<_>| match msg {
-                    ToWriter::Line(line) => {
-                        let _ = out.write_all(&line);
+                // stderr is locked per burst, never held: `eprintln!` from
+                // anywhere else (main's last words) must not wait on this thread.
+                let mut burst = Vec::with_capacity(64 * 1024);
+                let write = |burst: &mut Vec<u8>| {
+                    if !burst.is_empty() {
+                        let _ = std::io::stderr().lock().write_all(burst);
+                        burst.clear();
                     }
+                };
+                let handle = |msg: ToWriter, burst: &mut Vec<u8>| match msg {
+                    ToWriter::Line(line) => burst.extend_from_slice(&line),
                     ToWriter::Flush(done) => {
-                        let _ = out.flush();
+                        write(burst);
                         let _ = done.send(());
                     }
                 };
                 while let Ok(msg) = rx.recv() {
-                    handle(msg, &mut out);
-                    // Write what is queued, then flush: one syscall per burst.
+                    handle(msg, &mut burst);
+                    // Write what is queued in one syscall per burst.
                     while let Ok(msg) = rx.try_recv() {
-                        handle(msg, &mut out);
+                        handle(msg, &mut burst);
+                        if burst.len() >= 64 * 1024 {
+                            write(&mut burst);
+                        }
                     }
-                    let _ = out.flush();
+                    write(&mut burst);
                 }
             });
         if spawned.is_err() {
