@@ -35,7 +35,7 @@ use serde::Serialize;
 /// least 24 hours).
 pub const CANCELED_RETENTION_MS: u64 = 25 * 3600 * 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "reservation_status", rename_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ReservationStatus {
@@ -45,7 +45,7 @@ pub enum ReservationStatus {
 }
 
 /// A reservation as API.md shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ReservationView {
     pub id: i64,
     pub schedule_id: i64,

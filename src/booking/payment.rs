@@ -39,13 +39,20 @@ use std::time::{Duration, Instant};
 pub const GRACE: Duration = Duration::from_secs(2 * crate::config::REQUEST_TIMEOUT.as_secs());
 
 /// A payment as API.md shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Paid {
     pub id: i64,
     pub reservation_id: i64,
     pub amount: i64,
-    pub status: &'static str,
+    pub status: PaymentStatus,
     pub balance_after: i64,
+}
+
+/// A payment's status: a payment exists only once it is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PaymentStatus {
+    Paid,
 }
 
 fn already_paid() -> Error {
@@ -219,7 +226,7 @@ async fn commit(
         id: payment_id,
         reservation_id: id,
         amount: hold.price,
-        status: "PAID",
+        status: PaymentStatus::Paid,
         balance_after,
     };
     if let Some(claim) = claim {

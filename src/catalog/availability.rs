@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// A schedule as the booking pages list it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ScheduleAvailability {
     pub id: i64,
     #[serde(serialize_with = "crate::time::serialize")]

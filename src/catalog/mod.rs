@@ -32,7 +32,7 @@ pub const MAX_UNIFORM_PRICE: i64 = 100_000_000;
 /// A listed seat may cost anything a balance can hold.
 pub const MAX_LISTED_PRICE: i64 = crate::money::BALANCE_LIMIT;
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Concert {
     pub id: i64,
     pub title: String,
@@ -40,7 +40,7 @@ pub struct Concert {
     pub description: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ConcertSummary {
     pub id: i64,
     pub title: String,
@@ -55,7 +55,7 @@ pub struct NewConcert {
     pub description: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Schedule {
     pub id: i64,
     pub concert_id: i64,

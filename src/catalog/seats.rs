@@ -24,7 +24,7 @@ use tokio::sync::OnceCell;
 /// Schedules whose catalog one process keeps (the largest is ~10 MB).
 const CACHED_SCHEDULES: usize = 256;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SeatStatus {
     Available,

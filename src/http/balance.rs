@@ -1,6 +1,7 @@
 //! Balance, charge and history of the authenticated user.
 
 use super::extract::{AuthUser, IdempotencyKey, Json, Query, body_as};
+use super::openapi::errors;
 use super::replayed;
 use crate::AppState;
 use crate::error::Result;
@@ -11,6 +12,20 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// The user's balance
+///
+/// 0 for a user boxoffice has not seen yet.
+#[utoipa::path(
+    get,
+    path = "/balance",
+    tag = "balance",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The balance", body = Balance),
+        (status = 401, response = errors::Unauthorized),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn balance(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -18,12 +33,34 @@ pub async fn balance(
     Ok(axum::Json(money::balance(&app.pg, user).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChargeBody {
+    /// Won to add.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     amount: i64,
 }
 
-/// `POST /balance/charge` (optional `Idempotency-Key`).
+/// Charges the balance
+///
+/// With an `Idempotency-Key`, a retry gets the first answer again and charges
+/// once.
+#[utoipa::path(
+    post,
+    path = "/balance/charge",
+    operation_id = "charge_balance",
+    tag = "balance",
+    security(("bearer" = [])),
+    params(IdempotencyKey),
+    request_body = ChargeBody,
+    responses(
+        (status = 200, description = "The balance after the charge (or the first answer again, for a retry with the same `Idempotency-Key`)", body = Balance),
+        (status = 400, response = errors::ChargeRefused),
+        (status = 401, response = errors::Unauthorized),
+        (status = 409, response = errors::IdempotencyKeyInUse),
+        (status = 422, response = errors::IdempotencyKeyReused),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn charge(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -49,12 +86,35 @@ pub async fn charge(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Items per page (default 20).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// The `next_before_id` of the previous page: items older than it.
+    #[param(value_type = i64, required = false, minimum = 1)]
     before_id: Option<i64>,
 }
 
+/// The user's balance movements, newest first
+///
+/// A page at a time: pass a page's `next_before_id` as `before_id` for the
+/// next (older) one.
+#[utoipa::path(
+    get,
+    path = "/balance/history",
+    operation_id = "balance_history",
+    tag = "balance",
+    security(("bearer" = [])),
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "One page of the history", body = HistoryPage),
+        (status = 400, response = errors::InvalidRequest),
+        (status = 401, response = errors::Unauthorized),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn history(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,

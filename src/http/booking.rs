@@ -1,6 +1,7 @@
 //! Seat map, holds, reservations and payments.
 
 use super::extract::{AuthUser, IdempotencyKey, Json, Path, Query, QueuePass, body_as};
+use super::openapi::errors;
 use super::{json_response, replayed};
 use crate::AppState;
 use crate::booking::{self, ReservationView, payment};
@@ -13,12 +14,60 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SeatQuery {
+    /// Only the seats in this state.
+    #[param(value_type = SeatStatus, required = false)]
     status: Option<String>,
 }
 
-/// `GET /schedules/{id}/seats[?status=AVAILABLE|HELD|SOLD]` (gated).
+/// The seat map of `GET /schedules/{id}/seats`, as the document shows it:
+/// [`crate::catalog::SeatCatalog::render`] writes it by hand, for speed.
+#[derive(utoipa::ToSchema)]
+#[cfg_attr(test, derive(Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+#[allow(dead_code)]
+pub struct SeatMap {
+    schedule_id: i64,
+    /// By `seat_no`.
+    seats: Vec<SeatMapSeat>,
+}
+
+/// One seat of a [`SeatMap`].
+#[derive(utoipa::ToSchema)]
+#[cfg_attr(test, derive(Deserialize))]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+#[allow(dead_code)]
+pub struct SeatMapSeat {
+    seat_id: i64,
+    #[schema(minimum = 1)]
+    seat_no: i64,
+    #[schema(minimum = 1)]
+    price: i64,
+    status: SeatStatus,
+}
+
+/// A schedule's seat map, with each seat's live status
+///
+/// Gated: user auth, the schedule's `404`, then the queue pass for the
+/// schedule's concert.
+#[utoipa::path(
+    get,
+    path = "/schedules/{schedule_id}/seats",
+    operation_id = "seat_map",
+    tag = "catalog",
+    security(("bearer" = [], "queue_token" = [])),
+    params(("schedule_id" = i64, Path, example = 1), SeatQuery),
+    responses(
+        (status = 200, description = "The seat map, by `seat_no`", body = SeatMap),
+        (status = 400, response = errors::InvalidRequest),
+        (status = 401, response = errors::GateUnauthorized),
+        (status = 403, response = errors::GateForbidden),
+        (status = 404, response = errors::ScheduleNotFound),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn seats(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -39,13 +88,36 @@ pub async fn seats(
     Ok(json_response(StatusCode::OK, map.render(only)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct HoldBody {
+    #[schema(example = 1)]
     schedule_id: i64,
+    #[schema(minimum = 1, example = 7)]
     seat_no: i64,
 }
 
-/// `POST /reservations` (gated): holds a seat.
+/// Holds a seat
+///
+/// The seat is held for the user until `expires_at` (`HOLD_TTL_SECS`, or the
+/// room's `hold_ttl_secs`). Gated: user auth, the schedule's and seat's
+/// `404`s, the queue pass, then the seat's `409`s.
+#[utoipa::path(
+    post,
+    path = "/reservations",
+    operation_id = "hold_seat",
+    tag = "booking",
+    security(("bearer" = [], "queue_token" = [])),
+    request_body = HoldBody,
+    responses(
+        (status = 201, description = "The hold: a PENDING reservation", body = ReservationView),
+        (status = 400, response = errors::InvalidRequest),
+        (status = 401, response = errors::GateUnauthorized),
+        (status = 403, response = errors::GateForbidden),
+        (status = 404, response = errors::SeatNotFound),
+        (status = 409, response = errors::HoldRefused),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn hold(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -66,7 +138,26 @@ pub async fn hold(
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
-/// `GET /reservations/{id}` (owner only; no pass needed, so a receipt stays readable).
+/// A reservation of the user's
+///
+/// No queue pass needed, so a buyer can read a receipt after the token is
+/// processed. A hold that was cancelled, released or expired reads as
+/// CANCELED for at least 24 hours.
+#[utoipa::path(
+    get,
+    path = "/reservations/{reservation_id}",
+    operation_id = "reservation",
+    tag = "booking",
+    security(("bearer" = [])),
+    params(("reservation_id" = i64, Path, example = 1)),
+    responses(
+        (status = 200, description = "The reservation", body = ReservationView),
+        (status = 400, response = errors::InvalidRequest),
+        (status = 401, response = errors::Unauthorized),
+        (status = 404, response = errors::ReservationNotFound),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn reservation(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -75,7 +166,25 @@ pub async fn reservation(
     Ok(axum::Json(booking::reservation(&app, user, id).await?))
 }
 
-/// `DELETE /reservations/{id}` (owner only): releases a pending hold.
+/// Releases a hold
+///
+/// A PENDING hold of the user's; one that already ended answers `204` too.
+#[utoipa::path(
+    delete,
+    path = "/reservations/{reservation_id}",
+    operation_id = "cancel_reservation",
+    tag = "booking",
+    security(("bearer" = [])),
+    params(("reservation_id" = i64, Path, example = 1)),
+    responses(
+        (status = 204, description = "Released (or already ended)"),
+        (status = 400, response = errors::InvalidRequest),
+        (status = 401, response = errors::Unauthorized),
+        (status = 404, response = errors::ReservationNotFound),
+        (status = 409, response = errors::CancelRefused),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn cancel(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -85,14 +194,40 @@ pub async fn cancel(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PayBody {
+    #[schema(example = 1)]
     reservation_id: i64,
 }
 
-/// `POST /payments` (gated, optional `Idempotency-Key`). A replay is answered
-/// before the gate (API.md), so a retry after a lost answer gets its receipt
-/// although the payment made its queue token PROCESSED.
+/// Pays a hold from the balance
+///
+/// The seat becomes SOLD, the reservation CONFIRMED and the balance is reduced
+/// by the price, in one transaction; when the user has no pending hold left in
+/// the concert, the queue token becomes PROCESSED. With an `Idempotency-Key`,
+/// a retry gets the first answer again, before the gate: a client that retries
+/// after a lost answer gets its receipt though its token is PROCESSED.
+#[utoipa::path(
+    post,
+    path = "/payments",
+    operation_id = "pay",
+    tag = "booking",
+    security(("bearer" = [], "queue_token" = [])),
+    params(IdempotencyKey),
+    request_body = PayBody,
+    responses(
+        (status = 201, description = "Paid: the seat is SOLD, the reservation CONFIRMED (or the first answer again, for a retry with the same `Idempotency-Key`)", body = payment::Paid),
+        (status = 400, response = errors::InvalidRequest),
+        (status = 401, response = errors::GateUnauthorized),
+        (status = 402, response = errors::InsufficientBalance),
+        (status = 403, response = errors::GateForbidden),
+        (status = 404, response = errors::ReservationNotFound),
+        (status = 409, response = errors::PaymentConflict),
+        (status = 410, response = errors::HoldExpired),
+        (status = 422, response = errors::IdempotencyKeyReused),
+        (status = 503, response = errors::Unavailable),
+    ),
+)]
 pub async fn pay(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -115,5 +250,31 @@ pub async fn pay(
     {
         Answer::Fresh(paid) => Ok((StatusCode::CREATED, axum::Json(paid)).into_response()),
         Answer::Replay(answer) => Ok(replayed(answer)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::SeatCatalog;
+    use crate::catalog::seats::Seat;
+
+    /// The seat map is rendered by hand: it must read as the document's [`SeatMap`].
+    #[test]
+    fn the_rendered_seat_map_is_the_documented_one() {
+        let seats = (1..=3)
+            .map(|n| Seat {
+                id: 100 + n,
+                seat_no: n as i32,
+                price: 5000,
+            })
+            .collect();
+        let catalog = SeatCatalog::new(7, 1, chrono::Utc::now(), seats);
+        let statuses = [SeatStatus::Available, SeatStatus::Held, SeatStatus::Sold];
+        for only in [None, Some(SeatStatus::Held)] {
+            let map: SeatMap = serde_json::from_slice(&catalog.render(&statuses, only)).unwrap();
+            assert_eq!(map.schedule_id, 7);
+            assert_eq!(map.seats.len(), if only.is_some() { 1 } else { 3 });
+        }
     }
 }

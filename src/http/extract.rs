@@ -260,7 +260,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The optional `Idempotency-Key` header.
-pub struct IdempotencyKey(pub Option<String>);
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyKey(
+    /// A retry with the same key (per user and endpoint, kept at least 24 h)
+    /// and the same body gets the first successful answer again, with no
+    /// second effect. 1 to 255 visible ASCII characters.
+    #[param(value_type = String, required = false, pattern = "^[!-~]{1,255}$")]
+    pub Option<String>,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = Error;

@@ -9,6 +9,7 @@ mod balance;
 mod booking;
 mod catalog;
 pub mod extract;
+pub mod openapi;
 mod ops;
 mod queue;
 mod users;
@@ -40,6 +41,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/admin/concerts", post(admin::create_concert))
         .route(
             "/admin/concerts/{concert_id}/schedules",

@@ -59,6 +59,16 @@ fn with_headers(
 }
 
 /// `GET /`: the page, revalidated each visit (it is small; its assets are not).
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "fan page",
+    operation_id = "fan_page",
+    summary = "The fans' web page",
+    description = "HTML whose scripts and styles boxoffice serves itself; it uses only this API, from the browser.",
+    params(("concert" = Option<i64>, Query, description = "Open this concert's waiting room and join it at once (read by the page's script)")),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html")),
+)]
 pub async fn page() -> Response {
     with_headers(
         PAGE.as_str().into_response(),

@@ -19,7 +19,7 @@ pub const MAX_CHARGE: i64 = 1_000_000_000;
 pub const HISTORY_MAX_LIMIT: i64 = 100;
 pub const HISTORY_DEFAULT_LIMIT: i64 = 20;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "balance_history_type", rename_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
 pub enum MovementType {
@@ -28,25 +28,27 @@ pub enum MovementType {
     Refund,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Balance {
     pub user_id: i64,
     pub balance: i64,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Movement {
     pub id: i64,
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
     pub kind: MovementType,
+    /// Always positive: `type` says which way it moved the balance.
+    #[schema(minimum = 1)]
     pub amount: i64,
     pub balance_after: i64,
     #[serde(serialize_with = "crate::time::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryPage {
     pub items: Vec<Movement>,
     /// The `before_id` of the next (older) page; `None` exactly when there is none.

@@ -29,7 +29,9 @@ pub const ENDED_RETENTION_MS: u64 = 3600 * 1000;
 pub const LISTED_MARKER_MS: u64 = 5 * 1000;
 
 /// Ordered as a token's life goes: a status never moves backwards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, sqlx::Type)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "queue_token_status", rename_all = "UPPERCASE")]
 #[serde(rename_all = "UPPERCASE")]
 pub enum QueueStatus {
@@ -40,19 +42,30 @@ pub enum QueueStatus {
 }
 
 /// A token as API.md shows it, with its room.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
+    /// The queue pass: send it as `X-Queue-Token` once ACTIVE.
+    #[schema(format = "uuid")]
     pub token: String,
     pub concert_id: i64,
     pub status: QueueStatus,
+    /// 1-based while WAITING with a place (1 = admitted next); `null` otherwise,
+    /// and in the pre-queue of a SCHEDULED room.
+    #[schema(minimum = 1)]
     pub position: Option<i64>,
+    /// At least 1 while WAITING, 0 otherwise.
+    #[schema(minimum = 0)]
     pub estimated_wait_seconds: i64,
+    /// When an ACTIVE token stops being valid; `null` unless ACTIVE.
     #[serde(serialize_with = "crate::time::serialize_opt")]
     pub expires_at: Option<DateTime<Utc>>,
     pub room_state: RoomState,
     #[serde(serialize_with = "crate::time::serialize_opt")]
     pub opens_at: Option<DateTime<Utc>>,
+    /// The operator's message to everyone waiting.
     pub message: Option<String>,
+    /// AVAILABLE seats as counted at the last admission tick; `null` until
+    /// counted, or while the concert has no schedule.
     pub seats_left: Option<i64>,
 }
 

@@ -79,7 +79,7 @@ impl RoomSettings {
 }
 
 /// A room as `GET`/`PATCH /admin/concerts/{id}/waiting-room` answer it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RoomView {
     pub concert_id: i64,
     pub admission_rate: u32,
@@ -120,7 +120,7 @@ impl RoomView {
 }
 
 /// What the public concert page shows of its room.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RoomSummary {
     pub state: RoomState,
     #[serde(serialize_with = "crate::time::serialize_opt")]
@@ -152,19 +152,33 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nullable<T> {
 
 /// A PATCH body as the operator sent it. Unknown fields are refused, so a typo
 /// in an operator's script is a `400`, not a change that silently did nothing.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// (The ranges in `schema` attributes are the document's copy of the
+/// `*_RANGE` constants above; a test in `http::openapi` compares them.)
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoomPatch {
+    /// Tokens admitted per second.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub admission_rate: Option<i64>,
+    /// ACTIVE tokens at once; 0 = no cap.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub max_active: Option<i64>,
+    #[schema(minimum = 10, maximum = 86_400)]
     pub active_ttl_secs: Option<i64>,
+    #[schema(minimum = 10, maximum = 86_400)]
     pub waiting_idle_secs: Option<i64>,
+    #[schema(minimum = 1, maximum = 86_400)]
     pub hold_ttl_secs: Option<i64>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_holds_per_user: Option<i64>,
+    /// When the room opens (RFC 3339); `null` or a past time opens it at the next tick.
     #[serde(default)]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     pub opens_at: Nullable<String>,
     pub paused: Option<bool>,
+    /// Up to 500 Unicode code points; `null` or `""` clears it.
     #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 500)]
     pub message: Nullable<String>,
 }
 

@@ -7,7 +7,7 @@ use crate::store::keys::QueueKeys;
 use fred::types::Value;
 
 /// A waiting room's state (API.md's table, checked in this order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RoomState {
     SoldOut,
