@@ -21,15 +21,17 @@ RECORD ?=
 # `make bench DRIVER=k6` drives the HTTP side with k6 instead of wrk; DRIVER=both runs both and compares them.
 DRIVER ?= wrk
 
-.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus k6-smoke lint conformance bench spike scale stop-services clean
+.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
 	@echo "make test           start Redis/Postgres if needed, run every test (reuses make run's release build),"
-	@echo "                    then the fan page in headless Chromium (tests/browser/) and the k6 smoke"
+	@echo "                    then the fan page in headless Chromium (tests/browser/), the k6 smoke"
+	@echo "                    and schemathesis against /openapi.json (tests/openapi/)"
 	@echo "make test-browser   only the fan page in headless Chromium"
 	@echo "make test-prometheus  only the dashboard and alerts against a real Prometheus (make test runs it too)"
 	@echo "make k6-smoke       every k6 script of loadtest/k6/ for a few seconds (make test runs it too)"
+	@echo "make test-openapi   only schemathesis against the live server's /openapi.json (make test runs it too)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
@@ -64,6 +66,7 @@ test: services browser-tools prometheus-tools
 	  { $(BUILD) && tests/browser/run.sh; } || failed="$${failed:+$$failed, }the browser test"; \
 	  { $(BUILD) && tests/prometheus/run.sh; } || failed="$${failed:+$$failed, }the Prometheus test"; \
 	  loadtest/k6-smoke.sh || failed="$${failed:+$$failed, }the k6 smoke"; \
+	  { $(BUILD) && tests/openapi/run.sh; } || failed="$${failed:+$$failed, }the OpenAPI test"; \
 	  [ -z "$$failed" ] || { echo "make test: failed: $$failed" >&2; exit 1; }
 
 # The fan page in headless Chromium against the release binary (about a minute).
@@ -76,6 +79,12 @@ test-browser: services browser-tools
 test-prometheus: services prometheus-tools
 	$(BUILD)
 	@$(ENV); tests/prometheus/run.sh
+
+# schemathesis against the release binary's /openapi.json (a couple of minutes;
+# installs schemathesis into .dev/openapi-venv the first time).
+test-openapi: services
+	$(BUILD)
+	@$(ENV); tests/openapi/run.sh
 
 # clippy in the release profile: it reuses the build's proc macros and build
 # scripts (about a minute after make test, against two and a half in debug).
