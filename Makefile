@@ -7,12 +7,13 @@
 # (Cargo.toml keeps the features of test and service builds the same).
 
 SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
-ENV := source .dev/env
-BIN := target/release/boxoffice
-BUILD := cargo build --release --locked
 # ../shared (API.md, conformance/) sits beside the checkout, in CI too.
 SHARED ?= ../shared
+.SHELLFLAGS := -eu -o pipefail -c
+# tests/openapi.rs reads API.md from $(SHARED) (make test SHARED=/path/to/shared).
+ENV = source .dev/env; export BOXOFFICE_API_MD="$${BOXOFFICE_API_MD:-$(abspath $(SHARED))/API.md}"
+BIN := target/release/boxoffice
+BUILD := cargo build --release --locked
 # `make conformance CONFORMANCE_CHECKS=gate,payment_flow` runs a subset; default: all.
 CONFORMANCE_CHECKS ?=
 # `make bench RECORD=1` (also spike, scale) records the run in loadtest/RESULTS.md;
