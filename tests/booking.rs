@@ -6,6 +6,7 @@ mod common;
 
 use boxoffice::booking::ReservationStatus;
 use boxoffice::store::scripts::codes::reservation_field;
+use chrono::{DateTime, Utc};
 use common::proxy::{Proxy, host_port, through};
 use common::{Env, TestApp, assert_error, eventually, expect_status};
 use futures::future::join_all;
@@ -883,6 +884,85 @@ async fn a_sale_redis_never_heard_of_still_reads_as_a_sale() {
     .unwrap();
     assert_eq!(st.as_deref(), Some(ReservationStatus::Confirmed.letter()));
     app.assert_ledger().await;
+}
+
+/// A sale whose server died between its commit and its Redis step, with no
+/// server running for ten minutes, far longer than the catch-up's window: the
+/// next server to start marks it SOLD, from the durable watermark (the catch-up
+/// once re-marked only the last `SOLD_CATCH_UP_SECS` + 60 s, and the seat stayed
+/// AVAILABLE on the map for good).
+#[tokio::test]
+async fn a_sale_is_marked_sold_however_long_no_server_ran() {
+    let mut app = spawn(&[("SOLD_CATCH_UP_SECS", "1")]).await;
+    let (concert, schedule) = app.new_concert(5, 1000).await;
+    let a = fan(&app, concert, 5000).await.expect("admitted");
+    // An earlier sale, which the catch-up (every second) then sees.
+    let r0 = held(&app, &a, schedule, 1).await;
+    held(&app, &a, schedule, 3).await; // keeps the token ACTIVE after the sales
+    assert_eq!(pay(&app, &a, r0, None).await.0, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = held(&app, &a, schedule, 2).await;
+    assert_eq!(pay(&app, &a, r, None).await.0, StatusCode::CREATED);
+    app.crash();
+    // Redis as the server left it had it died between the commit and
+    // pay_finish: the record PENDING with its payment noted, no seat SOLD.
+    let redis = common::redis().await;
+    let keys = app.keys().booking(concert);
+    let _: () = fred::interfaces::HashesInterface::hset(
+        &redis,
+        keys.reservation(r),
+        [
+            (
+                reservation_field::STATE,
+                ReservationStatus::Pending.letter(),
+            ),
+            (reservation_field::PAYING, "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let _: i64 = fred::interfaces::KeysInterface::del(&redis, keys.sold(schedule))
+        .await
+        .unwrap();
+    // Ten minutes pass with no server: every time in Postgres moves back.
+    sqlx::query(
+        "UPDATE reservation SET confirmed_at = confirmed_at - interval '10 minutes'
+          WHERE status = 'CONFIRMED'",
+    )
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    // (Before the watermark there was no such table: then nothing to move.)
+    let _ = sqlx::query(
+        "UPDATE sold_watermark SET confirmed_at = confirmed_at - interval '10 minutes'",
+    )
+    .execute(&app.pg)
+    .await;
+    let restarted = app.sibling(env(&[("SOLD_CATCH_UP_SECS", "1")])).await;
+    let b = fan(&restarted, concert, 5000).await.expect("admitted");
+    let state = eventually(Duration::from_secs(10), || async {
+        (seat_state(&restarted, &b, schedule, 2).await == "SOLD").then_some(())
+    })
+    .await;
+    assert!(state.is_some(), "the old sale is SOLD on the map");
+    assert_eq!(seat_state(&restarted, &b, schedule, 1).await, "SOLD");
+    assert_error(
+        &hold(&restarted, &b, schedule, 2).await,
+        409,
+        "seat_unavailable",
+    );
+    assert_eq!(confirmed_count(&restarted).await, 2);
+    // The watermark is the last sale marked.
+    let (watermark, last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT (SELECT confirmed_at FROM sold_watermark),
+                (SELECT max(confirmed_at) FROM reservation WHERE status = 'CONFIRMED')",
+    )
+    .fetch_one(&restarted.pg)
+    .await
+    .unwrap();
+    assert!(last.is_some());
+    assert_eq!(watermark, last);
+    restarted.assert_ledger().await;
 }
 
 #[tokio::test]

@@ -7,11 +7,13 @@
 //!   reservation marks its seat in the schedule's SOLD bitmap. The marker is set
 //!   only when a rebuild ran to its end with no flush in between (a nonce key
 //!   that must survive it), so a rebuild cut short is done again.
-//! - Every `SOLD_CATCH_UP_SECS` (30 s), the sales of the last period plus
-//!   [`CATCH_UP_MARGIN`] are
-//!   marked again: a sale whose server died between its commit and its Redis
-//!   update (or met a Redis outage there) shows as SOLD within seconds, and its
-//!   reservation reads CONFIRMED from Redis too.
+//! - Every `SOLD_CATCH_UP_SECS` (30 s), and at start, the sales confirmed since
+//!   the durable watermark (table `sold_watermark`: the last sale marked, less
+//!   [`CATCH_UP_MARGIN`]) are marked again: a sale whose server died between its
+//!   commit and its Redis update (or met a Redis outage there) shows as SOLD
+//!   within seconds of any server running, however long none was, and its
+//!   reservation reads CONFIRMED from Redis too. The watermark moves only to
+//!   sales that were marked, and only forward.
 //!
 //! Marking only sets bits, so it never races a sale into being undone. Until a
 //! rebuild has run, the Postgres unique index on confirmed seats still refuses
@@ -30,8 +32,8 @@ use tokio::sync::watch;
 
 /// How often the marker is checked.
 pub const INTERVAL: Duration = Duration::from_secs(5);
-/// Added to the catch-up period for its window: longer than any payment's run
-/// (the request timeout is 30 s), with room for clock skew.
+/// How far before the watermark the catch-up reads: longer than any payment's
+/// transaction (a sale stamped before the watermark may commit after it).
 const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
 /// How long a rebuild's nonce lives if its server dies (a rebuild marks a
 /// million sales in well under a minute).
@@ -40,11 +42,12 @@ const REBUILD_NONCE_TTL: Duration = Duration::from_secs(600);
 const CHUNK: usize = 2500;
 
 /// Marks the seats of every sale confirmed after `since` (all sales for `None`)
-/// SOLD in Redis. Returns how many bits were newly set.
+/// SOLD in Redis, then moves the watermark to the last of them. Returns how
+/// many bits were newly set.
 pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u64> {
-    let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(i64, i64, i64, i64, DateTime<Utc>)> = sqlx::query_as(
         "WITH sold AS (
-             SELECT id, seat_id, concert_schedule_id FROM reservation
+             SELECT id, seat_id, concert_schedule_id, confirmed_at FROM reservation
               WHERE status = 'CONFIRMED' AND ($1::timestamptz IS NULL OR confirmed_at > $1)
          ), seats AS (
              SELECT id, concert_schedule_id,
@@ -52,7 +55,7 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
                FROM seat
               WHERE concert_schedule_id IN (SELECT concert_schedule_id FROM sold)
          )
-         SELECT cs.concert_id, cs.id, seats.idx, sold.id
+         SELECT cs.concert_id, cs.id, seats.idx, sold.id, sold.confirmed_at
            FROM sold
            JOIN seats ON seats.id = sold.seat_id
            JOIN concert_schedule cs ON cs.id = sold.concert_schedule_id",
@@ -60,8 +63,9 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
     .bind(since)
     .fetch_all(&app.pg)
     .await?;
+    let last = rows.iter().map(|row| row.4).max();
     let mut by_schedule: HashMap<(i64, i64), Vec<Sale>> = HashMap::new();
-    for (concert, schedule, index, reservation) in rows {
+    for (concert, schedule, index, reservation, _) in rows {
         by_schedule
             .entry((concert, schedule))
             .or_default()
@@ -87,7 +91,28 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
     if fresh > 0 {
         metrics::counter!("sold_seats_rebuilt_total").increment(fresh);
     }
+    if let Some(last) = last {
+        sqlx::query(
+            "UPDATE sold_watermark SET confirmed_at = $1
+              WHERE confirmed_at IS NULL OR confirmed_at < $1",
+        )
+        .bind(last)
+        .execute(&app.pg)
+        .await?;
+    }
     Ok(fresh)
+}
+
+/// Where the catch-up starts: the watermark less [`CATCH_UP_MARGIN`] (`None`,
+/// every sale, while nothing was ever marked).
+async fn catch_up_from(app: &AppState) -> Result<Option<DateTime<Utc>>> {
+    let watermark: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT confirmed_at FROM sold_watermark")
+            .fetch_optional(&app.pg)
+            .await?
+            .flatten();
+    let margin = chrono::TimeDelta::from_std(CATCH_UP_MARGIN).unwrap_or_default();
+    Ok(watermark.map(|at| at - margin))
 }
 
 /// A full rebuild, by one server at a time (the nonce is taken with `NX`);
@@ -122,15 +147,14 @@ async fn rebuild(app: &AppState, run_id: &str) -> Result<()> {
 /// One round: a full rebuild when the marker says so (or `force`), else the
 /// catch-up of recent sales when `catch_up`.
 async fn round(app: &AppState, force: bool, catch_up: bool) -> Result<()> {
-    let window = app.config.sold_catch_up + CATCH_UP_MARGIN;
     let run_id = app.redis.run_id().await?;
     let marker = app.redis.sold_rebuilt_for(&app.keys).await?;
     if force || marker.as_deref() != Some(run_id.as_str()) {
         return rebuild(app, &run_id).await;
     }
     if catch_up {
-        let since = Utc::now() - chrono::TimeDelta::from_std(window).unwrap_or_default();
-        let fresh = mark_sold(app, Some(since)).await?;
+        let since = catch_up_from(app).await?;
+        let fresh = mark_sold(app, since).await?;
         if fresh > 0 {
             tracing::warn!(seats = fresh, "sales missing in Redis marked SOLD");
         }
