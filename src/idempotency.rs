@@ -8,17 +8,28 @@
 //! failed request releases its claim and may be retried with the same key. A
 //! claim whose process died expires after [`CLAIM_TTL`] and can be taken over.
 //!
+//! Every statement here has the Postgres deadline (3 s). A claim whose request
+//! failed is released at once, and while Postgres cannot be reached (or has
+//! not yet run the claim's own statement, held up by a frozen server) the
+//! release is tried again every [`RELEASE_RETRY`] until it is done or the claim
+//! has expired anyway, so a retry with the key is served as soon as Postgres is
+//! back, not `409 idempotency_key_in_use` for a minute. The claim's expiry is
+//! chosen here, not by Postgres, so that a claim whose statement timed out can
+//! still be named and released.
+//!
 //! Both idempotent endpoints go through [`once`] the same way: it claims the
 //! key (or finds the answer to replay), runs the effect with the claim, and
 //! releases the claim if the effect fails.
 
 use crate::error::{Error, Result};
 use crate::shutdown::Inflight;
+use crate::store::postgres::Deadline;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long a claimed key stays locked while its request runs: longer than any
@@ -27,6 +38,10 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(60);
 const _: () = assert!(CLAIM_TTL.as_secs() >= 2 * crate::config::REQUEST_TIMEOUT.as_secs());
 /// How long a stored answer is kept (API.md: at least 24 h).
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often a claim that could not be released is tried again.
+pub const RELEASE_RETRY: Duration = Duration::from_millis(500);
+/// Releases being retried at most; past that a claim simply expires.
+const RELEASES_RETRIED_MAX: usize = 10_000;
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -110,10 +125,16 @@ where
     tokio::spawn(async move {
         let _running = running;
         let done = run.await;
+        let unavailable = matches!(done, Err(Error::Unavailable(_)));
         if done.is_err()
             && let Some(claim) = claim
         {
-            claim.release(&pg).await;
+            if unavailable {
+                // Postgres may not be answering: the answer does not wait.
+                claim.release_later(pg);
+            } else {
+                claim.release(pg).await;
+            }
         }
         done
     })
@@ -149,9 +170,16 @@ pub async fn begin(pg: &PgPool, request: &Request<'_>, key: &str) -> Result<Begi
         body: request_body,
         success_status,
     } = *request;
-    let claimed: Option<DateTime<Utc>> = sqlx::query_scalar(
+    let claim = Claim {
+        user_id,
+        endpoint,
+        key: key.to_owned(),
+        locked_until: claim_expiry(),
+        success_status,
+    };
+    let claimed = sqlx::query_scalar::<_, DateTime<Utc>>(
         "INSERT INTO idempotency_key (user_id, endpoint, key, request, locked_until)
-         VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (user_id, endpoint, key) DO UPDATE
              SET request = EXCLUDED.request, locked_until = EXCLUDED.locked_until,
                  created_at = now()
@@ -163,17 +191,19 @@ pub async fn begin(pg: &PgPool, request: &Request<'_>, key: &str) -> Result<Begi
     .bind(endpoint)
     .bind(key)
     .bind(request_body)
-    .bind(CLAIM_TTL.as_millis() as i64)
+    .bind(claim.locked_until)
     .fetch_optional(pg)
-    .await?;
-    if let Some(locked_until) = claimed {
-        return Ok(Begin::Proceed(Claim {
-            user_id,
-            endpoint,
-            key: key.to_owned(),
-            locked_until,
-            success_status,
-        }));
+    .deadline()
+    .await;
+    match claimed {
+        Ok(Some(_)) => return Ok(Begin::Proceed(claim)),
+        Ok(None) => {}
+        Err(e) => {
+            // Postgres may still run the claim when it answers again: it is
+            // released then, so the key is free for the client's retry.
+            claim.release_later(pg.clone());
+            return Err(e);
+        }
     }
     let row: Option<(bool, Option<i16>, Option<String>)> = sqlx::query_as(
         "SELECT request = $4, status_code, response FROM idempotency_key
@@ -184,6 +214,7 @@ pub async fn begin(pg: &PgPool, request: &Request<'_>, key: &str) -> Result<Begi
     .bind(key)
     .bind(request_body)
     .fetch_optional(pg)
+    .deadline()
     .await?;
     match row {
         // Released between our two statements: the key is free again.
@@ -234,22 +265,61 @@ impl Claim {
         }
     }
 
-    /// Gives the key up after a failure, so the client may retry with it. If this
-    /// cannot reach Postgres, the claim simply expires after [`CLAIM_TTL`].
-    pub async fn release(self, pg: &PgPool) {
-        let released = sqlx::query(
-            "DELETE FROM idempotency_key
-              WHERE user_id = $1 AND endpoint = $2 AND key = $3
-                AND locked_until = $4 AND response IS NULL",
+    /// Gives the key up after a failure, so the client may retry with it. When
+    /// that cannot be done now (Postgres does not answer, or has not run the
+    /// claim yet), it is tried again in the background until it is done or
+    /// the claim has expired.
+    pub async fn release(self, pg: PgPool) {
+        if !self.try_release(&pg).await {
+            self.release_later(pg);
+        }
+    }
+
+    /// Releases the claim in the background, tried every [`RELEASE_RETRY`]
+    /// until it is done or the claim has expired anyway.
+    pub fn release_later(self, pg: PgPool) {
+        static RETRIED: AtomicUsize = AtomicUsize::new(0);
+        if RETRIED.fetch_add(1, Ordering::Relaxed) >= RELEASES_RETRIED_MAX {
+            RETRIED.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!("idempotency claim not released; it will expire");
+            return;
+        }
+        tokio::spawn(async move {
+            while Utc::now() < self.locked_until && !self.try_release(&pg).await {
+                tokio::time::sleep(RELEASE_RETRY).await;
+            }
+            RETRIED.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// One attempt: `true` once the claim is gone (deleted now, answered, or
+    /// no longer this request's).
+    async fn try_release(&self, pg: &PgPool) -> bool {
+        let released = sqlx::query_scalar::<_, bool>(
+            "WITH gone AS (
+                 DELETE FROM idempotency_key
+                  WHERE user_id = $1 AND endpoint = $2 AND key = $3
+                    AND locked_until = $4 AND response IS NULL
+                 RETURNING 1
+             )
+             SELECT EXISTS (SELECT 1 FROM gone)
+                 OR EXISTS (SELECT 1 FROM idempotency_key
+                             WHERE user_id = $1 AND endpoint = $2 AND key = $3
+                               AND (locked_until <> $4 OR response IS NOT NULL))",
         )
         .bind(self.user_id)
         .bind(self.endpoint)
         .bind(&self.key)
         .bind(self.locked_until)
-        .execute(pg)
+        .fetch_one(pg)
+        .deadline()
         .await;
-        if let Err(e) = released {
-            tracing::warn!(error = %e, "idempotency claim not released; it will expire");
+        match released {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::debug!(error = %e, "idempotency claim not released yet; retrying");
+                false
+            }
         }
     }
 }
@@ -262,8 +332,16 @@ pub async fn sweep(pg: &PgPool) -> Result<u64> {
     )
     .bind(RETENTION.as_secs() as i64)
     .execute(pg)
+    .deadline_of(crate::store::postgres::BULK_DEADLINE)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// When a claim made now expires, to Postgres's precision (microseconds), so
+/// that the value sent and the value stored compare equal.
+fn claim_expiry() -> DateTime<Utc> {
+    let at = Utc::now() + CLAIM_TTL;
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! comes signed in the token, and they get a row on their first write.
 
 use crate::error::Result;
+use crate::store::postgres::Deadline;
 use sqlx::PgPool;
 
 /// Creates a user with a zero balance and returns the id.
@@ -23,6 +24,7 @@ pub async fn create_user(pg: &PgPool) -> Result<i64> {
              SELECT id FROM u",
         )
         .fetch_optional(pg)
+        .deadline()
         .await?;
         if let Some(id) = id {
             return Ok(id);

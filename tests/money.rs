@@ -520,7 +520,7 @@ async fn a_taken_over_claim_cannot_complete_or_release() {
     let late = first.complete(&mut tx, &json!({})).await;
     assert_eq!(late.unwrap_err().code(), "idempotency_key_in_use");
     drop(tx);
-    first.release(&app.pg).await;
+    first.release(app.pg.clone()).await;
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_key")
         .fetch_one(&app.pg)
         .await
@@ -541,4 +541,81 @@ async fn a_taken_over_claim_cannot_complete_or_release() {
         }
         Begin::Proceed(_) => panic!("an answered key replays"),
     }
+}
+
+/// A Postgres that stops answering (its sockets open, nothing coming back) is a
+/// `503` within seconds for every request that needs it, not a request hung for
+/// the 30 s request timeout; and the `Idempotency-Key` of a charge it cut off is
+/// free again as soon as Postgres answers (it answered `409
+/// idempotency_key_in_use` for a minute), so the client's retry goes through,
+/// once.
+#[tokio::test]
+async fn a_frozen_postgres_is_a_quick_503_and_frees_the_key_when_it_wakes() {
+    use common::proxy::{Proxy, host_port, through};
+    use std::time::{Duration, Instant};
+    let proxy = Proxy::start(host_port(&common::pg_server())).await;
+    let mut env = common::Env::default();
+    env.pg_server = Some(through(&common::pg_server(), &proxy));
+    let app = TestApp::spawn_with(env).await;
+    let (_, auth) = app.new_user().await;
+    assert_eq!(app.charge(&auth, 1000).await.0, StatusCode::OK);
+    let key = [
+        ("authorization", auth.as_str()),
+        ("idempotency-key", "frozen-charge"),
+    ];
+    let charge = || app.post("/balance/charge", &key, json!({"amount": 500}));
+
+    proxy.freeze();
+    let started = Instant::now();
+    assert_error(&charge().await, 503, "unavailable");
+    let charge_wait = started.elapsed();
+    let started = Instant::now();
+    assert_error(
+        &app.get("/balance", &[("authorization", auth.as_str())])
+            .await,
+        503,
+        "unavailable",
+    );
+    let read_wait = started.elapsed();
+    let started = Instant::now();
+    assert_error(
+        &app.post("/users", &[], json!({})).await,
+        503,
+        "unavailable",
+    );
+    let mint_wait = started.elapsed();
+    println!(
+        "frozen Postgres: charge {charge_wait:?}, balance {read_wait:?}, new user {mint_wait:?}"
+    );
+    for waited in [charge_wait, read_wait, mint_wait] {
+        // The deadline is 3 s; the request timeout, what it was, is 30 s.
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+    }
+
+    proxy.thaw();
+    let started = Instant::now();
+    let answers = std::sync::Mutex::new(Vec::new());
+    let retried = common::eventually(Duration::from_secs(15), || async {
+        let got = charge().await;
+        answers.lock().unwrap().push(got.0.as_u16());
+        (got.0 == StatusCode::OK).then_some(got.1)
+    })
+    .await;
+    let answers = answers.into_inner().unwrap();
+    println!(
+        "after the thaw: the retry went through in {:?} ({answers:?})",
+        started.elapsed()
+    );
+    let body = retried.expect("the retry with the key goes through once Postgres answers");
+    assert_eq!(body["balance"], 1500);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the key was held {:?}",
+        started.elapsed()
+    );
+    // A second retry replays the answer; the charge happened once.
+    let (status, again) = charge().await;
+    assert_eq!((status, &again), (StatusCode::OK, &body));
+    assert_eq!(app.balance(&auth).await, 1500);
+    app.assert_ledger().await;
 }

@@ -9,6 +9,7 @@
 //! through `id >> BLOCK_BITS`, a lookup cached forever: blocks never change.
 
 use crate::error::{Error, Result};
+use crate::store::postgres::Deadline;
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,7 @@ async fn fetch_block(pg: &PgPool, known: &Known, concert_id: i64) -> Result<i64>
     )
     .bind(concert_id)
     .fetch_one(pg)
+    .deadline()
     .await?;
     remember(known, block, concert_id);
     Ok(block)
@@ -171,6 +173,7 @@ impl ReservationIds {
             sqlx::query_scalar("SELECT concert_id FROM reservation_block WHERE block = $1")
                 .bind(block)
                 .fetch_optional(pg)
+                .deadline()
                 .await?;
         if let Some(c) = concert {
             remember(&self.concerts, block, c);

@@ -30,6 +30,7 @@ use crate::AppState;
 use crate::error::{Error, Result};
 use crate::idempotency::Claim;
 use crate::queue::{self, QueueStatus, QueueToken, audit::AuditEvent, gate};
+use crate::store::postgres::Deadline;
 use crate::store::scripts::{self, HeldSeat, PayBeginVerdict, Script};
 use serde::Serialize;
 use std::sync::Arc;
@@ -92,7 +93,10 @@ pub async fn pay(
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let hold = begin(app, concert_id, &token, user_id, id, &nonce).await?;
     let started = Instant::now();
-    let committed = commit(app, user_id, id, &hold, claim).await;
+    // Past the deadline it is a `503` whose commit may yet happen (a frozen
+    // Postgres that wakes): the hold keeps its payment claim, and a sale that
+    // lands is marked SOLD by the catch-up, its answer kept for a retry's key.
+    let committed = commit(app, user_id, id, &hold, claim).deadline().await;
     metrics::histogram!("postgres_transaction_duration_seconds", "op" => "payment")
         .record(started.elapsed().as_secs_f64());
     let paid = match committed {

@@ -23,6 +23,7 @@
 
 use crate::AppState;
 use crate::error::Result;
+use crate::store::postgres::{BULK_DEADLINE, Deadline};
 use crate::store::scripts::{self, Sale, Script};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -62,6 +63,7 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
     )
     .bind(since)
     .fetch_all(&app.pg)
+    .deadline_of(BULK_DEADLINE)
     .await?;
     let last = rows.iter().map(|row| row.4).max();
     let mut by_schedule: HashMap<(i64, i64), Vec<Sale>> = HashMap::new();
@@ -98,6 +100,7 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
         )
         .bind(last)
         .execute(&app.pg)
+        .deadline()
         .await?;
     }
     Ok(fresh)
@@ -109,6 +112,7 @@ async fn catch_up_from(app: &AppState) -> Result<Option<DateTime<Utc>>> {
     let watermark: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT confirmed_at FROM sold_watermark")
             .fetch_optional(&app.pg)
+            .deadline()
             .await?
             .flatten();
     let margin = chrono::TimeDelta::from_std(CATCH_UP_MARGIN).unwrap_or_default();

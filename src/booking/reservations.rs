@@ -4,6 +4,7 @@
 use super::{ReservationStatus, ReservationView, millis, reservation_not_found};
 use crate::AppState;
 use crate::error::Result;
+use crate::store::postgres::Deadline;
 use chrono::Utc;
 
 /// The concert of reservation `id` (from its id block), or
@@ -30,6 +31,7 @@ pub(super) async fn confirmed(
     .bind(id)
     .bind(user_id)
     .fetch_optional(&app.pg)
+    .deadline()
     .await?)
 }
 

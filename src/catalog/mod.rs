@@ -17,6 +17,7 @@ pub use seats::{SeatCache, SeatCatalog, SeatStatus};
 
 use crate::AppState;
 use crate::error::{Error, Result};
+use crate::store::postgres::{BULK_DEADLINE, Deadline};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -169,6 +170,7 @@ pub async fn create_concert(pg: &PgPool, new: NewConcert) -> Result<Concert> {
     .bind(&new.artist)
     .bind(&new.description)
     .fetch_one(pg)
+    .deadline()
     .await?)
 }
 
@@ -181,6 +183,7 @@ pub async fn list_concerts(app: &AppState) -> Result<Arc<Vec<ConcertSummary>>> {
     let list: Arc<Vec<ConcertSummary>> = Arc::new(
         sqlx::query_as("SELECT id, title, artist FROM concert ORDER BY id")
             .fetch_all(&app.pg)
+            .deadline()
             .await?,
     );
     cache.put_list(list.clone());
@@ -197,6 +200,7 @@ pub async fn concert(app: &AppState, concert_id: i64) -> Result<Arc<Concert>> {
         sqlx::query_as("SELECT id, title, artist, description FROM concert WHERE id = $1")
             .bind(concert_id)
             .fetch_optional(&app.pg)
+            .deadline()
             .await?
             .ok_or_else(concert_not_found)?,
     );
@@ -216,6 +220,7 @@ pub async fn schedules(app: &AppState, concert_id: i64) -> Result<Arc<Vec<Schedu
     )
     .bind(concert_id)
     .fetch_all(pg)
+    .deadline()
     .await?;
     let list = Arc::new(
         rows.into_iter()
@@ -238,6 +243,17 @@ pub fn concert_not_found() -> Error {
 /// Creates a schedule and all of its seats in one transaction: the schedule row,
 /// then every seat in one bulk `INSERT … SELECT` (no per-seat round trips).
 pub async fn create_schedule(
+    pg: &PgPool,
+    concert_id: i64,
+    start_at: DateTime<Utc>,
+    plan: SeatPlan,
+) -> Result<Schedule> {
+    insert_schedule(pg, concert_id, start_at, plan)
+        .deadline_of(BULK_DEADLINE)
+        .await
+}
+
+async fn insert_schedule(
     pg: &PgPool,
     concert_id: i64,
     start_at: DateTime<Utc>,

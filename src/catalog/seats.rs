@@ -14,6 +14,7 @@
 //! catalog loads; a request copies those bytes and adds the statuses.
 
 use crate::error::{Error, Result};
+use crate::store::postgres::Deadline;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -204,6 +205,7 @@ async fn load(pg: &PgPool, schedule_id: i64) -> Result<SeatCatalog> {
         sqlx::query_as("SELECT concert_id, start_at FROM concert_schedule WHERE id = $1")
             .bind(schedule_id)
             .fetch_optional(pg)
+            .deadline()
             .await?
             .ok_or_else(schedule_not_found)?;
     let rows: Vec<(i64, i32, i64)> = sqlx::query_as(
@@ -211,6 +213,7 @@ async fn load(pg: &PgPool, schedule_id: i64) -> Result<SeatCatalog> {
     )
     .bind(schedule_id)
     .fetch_all(pg)
+    .deadline()
     .await?;
     let seats = rows
         .into_iter()

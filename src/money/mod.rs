@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::idempotency::Claim;
+use crate::store::postgres::Deadline;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
@@ -60,6 +61,7 @@ pub async fn balance(pg: &PgPool, user_id: i64) -> Result<Balance> {
     let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM balance WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(pg)
+        .deadline()
         .await?;
     Ok(Balance {
         user_id,
@@ -88,16 +90,20 @@ pub async fn charge(
     claim: Option<Claim>,
 ) -> Result<Balance> {
     let started = std::time::Instant::now();
-    let balance = match claim {
-        None => charge_in(&pg, user_id, amount).await?,
-        Some(claim) => {
-            let mut tx = pg.begin().await?;
-            let balance = charge_in(&mut *tx, user_id, amount).await?;
-            claim.complete(&mut tx, &balance).await?;
-            tx.commit().await?;
-            balance
+    let balance = async {
+        match claim {
+            None => charge_in(&pg, user_id, amount).await,
+            Some(claim) => {
+                let mut tx = pg.begin().await?;
+                let balance = charge_in(&mut *tx, user_id, amount).await?;
+                claim.complete(&mut tx, &balance).await?;
+                tx.commit().await?;
+                Ok(balance)
+            }
         }
-    };
+    }
+    .deadline()
+    .await?;
     metrics::histogram!("postgres_transaction_duration_seconds", "op" => "charge")
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("balance_charges_total").increment(1);
@@ -174,6 +180,7 @@ pub async fn history(
     .bind(before_id)
     .bind(limit + 1)
     .fetch_all(pg)
+    .deadline()
     .await?;
     let next_before_id = if items.len() as i64 > limit {
         items.truncate(limit as usize);

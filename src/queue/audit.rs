@@ -8,6 +8,7 @@
 //! EXPIRED < PROCESSED), so events that arrive out of order cannot undo each other.
 
 use super::QueueStatus;
+use crate::store::postgres::Deadline;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -130,10 +131,15 @@ async fn write_behind(
     }
 }
 
+/// How long one batch's upsert may take.
+const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
+
 async fn write_with_retry(pg: &PgPool, batch: &[AuditEvent]) {
     for attempt in 1..=3 {
         let started = std::time::Instant::now();
-        let written = write(pg, batch).await;
+        // A Postgres that stopped answering costs a batch its attempts, not
+        // the writer for good (the buffer behind it would fill and drop).
+        let written = write(pg, batch).deadline_of(AUDIT_DEADLINE).await;
         metrics::histogram!("postgres_transaction_duration_seconds", "op" => "audit")
             .record(started.elapsed().as_secs_f64());
         match written {

@@ -13,6 +13,7 @@
 use crate::AppState;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::store::postgres::Deadline;
 use crate::store::scripts::{self, RoomRecord, RoomSettingsMs, RoomState, Roomed, Script};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -289,6 +290,7 @@ async fn schedules(db: impl sqlx::PgExecutor<'_>, concert_id: i64) -> Result<Vec
     )
     .bind(concert_id)
     .fetch_all(db)
+    .deadline()
     .await?;
     Ok(rows
         .into_iter()
@@ -304,6 +306,7 @@ pub async fn restore(app: &AppState, concert_id: i64, force: bool) -> Result<()>
     )))
     .bind(concert_id)
     .fetch_optional(&app.pg)
+    .deadline()
     .await?;
     let defaults = RoomSettings::defaults(&app.config);
     let (settings, version) = match row {
@@ -393,6 +396,7 @@ pub async fn change(app: &AppState, concert_id: i64, change: RoomChange) -> Resu
     )
     .bind(concert_id)
     .execute(&mut *tx)
+    .deadline()
     .await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE waiting_room SET
@@ -427,6 +431,7 @@ pub async fn change(app: &AppState, concert_id: i64, change: RoomChange) -> Resu
     .bind(change.message.is_some())
     .bind(change.message.clone().flatten())
     .fetch_one(&mut *tx)
+    .deadline()
     .await?;
     let version = row.version;
     let settings = row.settings(RoomSettings::defaults(&app.config));
@@ -440,7 +445,7 @@ pub async fn change(app: &AppState, concert_id: i64, change: RoomChange) -> Resu
     }
     .run(&app.redis)
     .await?;
-    tx.commit().await?;
+    tx.commit().deadline().await?;
     metrics::histogram!("postgres_transaction_duration_seconds", "op" => "room")
         .record(started.elapsed().as_secs_f64());
     tracing::info!(concert_id, version, ?change, "waiting room changed");
@@ -525,6 +530,7 @@ pub async fn reconcile(app: &AppState, seen: &HashMap<i64, (i64, i64)>) -> Resul
     )
     .bind(&ids)
     .fetch_all(&app.pg)
+    .deadline()
     .await?;
     for (concert_id, version, schedules) in rows {
         if seen.get(&concert_id) != Some(&(version, schedules)) {
@@ -544,6 +550,7 @@ pub async fn reconcile(app: &AppState, seen: &HashMap<i64, (i64, i64)>) -> Resul
 pub async fn restore_changed(app: &AppState) -> Result<usize> {
     let ids: Vec<i64> = sqlx::query_scalar("SELECT concert_id FROM waiting_room")
         .fetch_all(&app.pg)
+        .deadline()
         .await?;
     for &concert_id in &ids {
         restore(app, concert_id, false).await?;

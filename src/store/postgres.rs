@@ -5,13 +5,58 @@
 //! a third of the latency (STACK.md); a short acquire timeout turns an outage into
 //! a quick `503` instead of a queue of stuck requests.
 
+use crate::error::Error;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
 const POOL_SIZE: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a request's Postgres work may take, measured here: a Postgres that
+/// stopped answering (a frozen server keeps its sockets open, so nothing
+/// fails by itself) is a `503` after this, not a request hung until the
+/// request timeout. Statements also carry it server side (`statement_timeout`).
+pub const DEADLINE: Duration = Duration::from_secs(3);
+/// The deadline of work that is large by design: an operator's 100 000-seat
+/// schedule, a full SOLD rebuild, an audit batch.
+pub const BULK_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A client-side deadline on Postgres work: `.deadline()` on any future of a
+/// query, a transaction or a function made of them.
+pub trait Deadline<T, E>: Future<Output = std::result::Result<T, E>> + Sized
+where
+    Error: From<E>,
+{
+    /// Within [`DEADLINE`], or `503 unavailable`.
+    fn deadline(self) -> impl Future<Output = crate::error::Result<T>> {
+        self.deadline_of(DEADLINE)
+    }
+
+    /// Within `limit`, or `503 unavailable`.
+    fn deadline_of(self, limit: Duration) -> impl Future<Output = crate::error::Result<T>> {
+        async move {
+            match tokio::time::timeout(limit, self).await {
+                Ok(done) => done.map_err(Error::from),
+                Err(_) => {
+                    metrics::counter!("postgres_timeouts_total").increment(1);
+                    Err(Error::Unavailable(format!(
+                        "postgres did not answer within {limit:?}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+impl<F, T, E> Deadline<T, E> for F
+where
+    F: Future<Output = std::result::Result<T, E>>,
+    Error: From<E>,
+{
+}
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -42,6 +87,8 @@ fn connect_options(url: &str) -> Result<PgConnectOptions, SetupError> {
     Ok(PgConnectOptions::from_str(url)
         .map_err(SetupError::Url)?
         .application_name("boxoffice")
+        // The server gives up too, so a statement cut off here does not run on.
+        .options([("statement_timeout", "60s")])
         .log_statements(tracing::log::LevelFilter::Trace))
 }
 

@@ -256,6 +256,12 @@ pub const FAMILIES: &[Family] = &[
         &["op"],
         "Time of one Postgres transaction, by operation (payment, charge, room, audit)",
     ),
+    counter(
+        "postgres_timeouts_total",
+        &[],
+        &[],
+        "Postgres work cut off by the client-side deadline (3 s for requests): each a 503",
+    ),
     family(
         "postgres_pool_connections",
         Gauge,

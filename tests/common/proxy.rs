@@ -1,10 +1,13 @@
 //! A TCP proxy that a test can cut and restore, standing between the app and a
 //! real Redis or Postgres: the way to make a dependency "go down" without
-//! stopping the server other tests share.
+//! stopping the server other tests share. It can also *freeze* a dependency:
+//! connections stay open and take bytes, but nothing goes through either way
+//! until it thaws, as with a server that stopped answering (`SIGSTOP`, a VM
+//! paused, a network that black-holes): then what was sent arrives.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -12,7 +15,27 @@ pub struct Proxy {
     pub port: u16,
     down: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
+    frozen: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Copies one direction, holding bytes while frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Proxy {
@@ -22,10 +45,11 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
         let (cut, _) = watch::channel(0u64);
-        let (down2, cut2) = (down.clone(), cut.clone());
+        let (frozen, _) = watch::channel(false);
+        let (down2, cut2, frozen2) = (down.clone(), cut.clone(), frozen.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
                 if down2.load(Ordering::SeqCst) {
@@ -34,12 +58,20 @@ impl Proxy {
                 }
                 let target = target.clone();
                 let mut cuts = cut2.subscribe();
+                let frozen = frozen2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                    let Ok(server) = TcpStream::connect(&target).await else {
                         return;
                     };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
                     tokio::select! {
-                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        _ = async {
+                            tokio::join!(
+                                pump(client_read, server_write, frozen.clone()),
+                                pump(server_read, client_write, frozen),
+                            )
+                        } => {}
                         _ = cuts.changed() => {}
                     }
                 });
@@ -49,6 +81,7 @@ impl Proxy {
             port,
             down,
             cut,
+            frozen,
             task,
         }
     }
@@ -61,6 +94,16 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds every byte, both ways, on open and new connections, until [`thaw`].
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Lets the held bytes through, in order, and everything after them.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 }
 
