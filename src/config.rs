@@ -14,6 +14,23 @@ pub const DEV_AUTH_SECRET: &str = "boxoffice-dev-secret-do-not-use-in-production
 /// the environment: payments and idempotency claims are sized from it.)
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How the HTTP server treats connections: how long one may sit idle or take
+/// to send a request's head or body, and how many may be open at once.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Once a request's first byte has arrived, the rest of its head must
+    /// arrive within this (a slowloris is closed).
+    pub header_timeout: Duration,
+    /// A connection with no request under way is closed after this.
+    pub idle_timeout: Duration,
+    /// A request body still incomplete after this is answered `408`; below
+    /// [`REQUEST_TIMEOUT`], so a stalled body is the client's fault, not a `503`.
+    pub body_timeout: Duration,
+    /// Connections open at once; past it a new one gets a fast `503` and is
+    /// closed. (Lowered at start to fit the process's file limit.)
+    pub max_connections: u32,
+}
+
 /// The whole configuration of one `boxoffice serve` process. Its `Debug` form
 /// hides the secrets, so a configuration can be logged.
 #[derive(Clone)]
@@ -38,6 +55,7 @@ pub struct Config {
     pub sold_catch_up: Duration,
     pub redis_prefix: String,
     pub log_format: crate::telemetry::LogFormat,
+    pub http: HttpLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -59,6 +77,7 @@ impl std::fmt::Debug for Config {
             .field("sold_catch_up", &self.sold_catch_up)
             .field("redis_prefix", &self.redis_prefix)
             .field("log_format", &self.log_format)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -138,6 +157,22 @@ impl Config {
             waiting_idle: parse(&get, "WAITING_IDLE_SECS", "300", secs)?,
             sold_catch_up: parse(&get, "SOLD_CATCH_UP_SECS", "30", secs)?,
             redis_prefix,
+            http: HttpLimits {
+                header_timeout: parse(&get, "HTTP_HEADER_TIMEOUT_SECS", "10", |v| {
+                    secs_in(v, 1, 3600)
+                })?,
+                idle_timeout: parse(&get, "HTTP_IDLE_TIMEOUT_SECS", "75", |v| {
+                    secs_in(v, 1, 3600)
+                })?,
+                body_timeout: parse(&get, "HTTP_BODY_TIMEOUT_SECS", "10", |v| {
+                    // A whole second below the request timeout, so a stalled body
+                    // is always a 408 and never the timeout's 503.
+                    secs_in(v, 1, (REQUEST_TIMEOUT.as_secs() - 1) as u32)
+                })?,
+                max_connections: parse(&get, "MAX_CONNECTIONS", "10000", |v| {
+                    int_in(v, 1, 1_000_000)
+                })?,
+            },
             log_format: match get("LOG_FORMAT").as_deref().map(str::trim) {
                 None => crate::telemetry::LogFormat::default_for_stderr(),
                 Some("json") => crate::telemetry::LogFormat::Json,
@@ -173,7 +208,12 @@ fn int_in(v: &str, min: u32, max: u32) -> Result<u32, String> {
 
 /// A duration in whole seconds, 1 second to 1 week.
 fn secs(v: &str) -> Result<Duration, String> {
-    int_in(v, 1, 7 * 24 * 3600).map(|n| Duration::from_secs(n.into()))
+    secs_in(v, 1, 7 * 24 * 3600)
+}
+
+/// A duration in whole seconds, from `min` to `max`.
+fn secs_in(v: &str, min: u32, max: u32) -> Result<Duration, String> {
+    int_in(v, min, max).map(|n| Duration::from_secs(n.into()))
 }
 
 #[cfg(test)]
@@ -207,6 +247,10 @@ mod tests {
         assert_eq!(c.max_holds_per_user, 4);
         assert_eq!(c.waiting_idle, Duration::from_secs(300));
         assert_eq!(c.redis_prefix, "bo");
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.http.body_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.max_connections, 10_000);
     }
 
     #[test]
@@ -225,6 +269,10 @@ mod tests {
             ("REDIS_PREFIX", "has space"),
             ("LOG_FORMAT", "xml"),
             ("AUTH_SECRET", "short"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
+            ("HTTP_BODY_TIMEOUT_SECS", "30"),
+            ("MAX_CONNECTIONS", "0"),
         ] {
             let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

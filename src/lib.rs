@@ -190,21 +190,22 @@ impl App {
             self.rebuild_pending,
         ));
         let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
-        let served = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; finishing requests in flight");
-            let _ = signalled.send(true);
-        });
+        let served = http::server::serve(
+            listener,
+            self.router(),
+            self.state.config.http.clone(),
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections; finishing requests in flight");
+                let _ = signalled.send(true);
+            },
+        );
         let grace_over = async move {
             let _ = on_signal.wait_for(|s| *s).await;
             tokio::time::sleep(SHUTDOWN_REQUESTS_GRACE).await;
         };
         tokio::select! {
-            served = served => {
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTP server stopped with an error");
-                }
-            }
+            () = served => {}
             () = grace_over => {
                 tracing::warn!(grace = ?SHUTDOWN_REQUESTS_GRACE, "requests still running at the end of the grace; closing them");
             }

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod openapi;
 mod ops;
 mod queue;
+pub mod server;
 mod users;
 mod web;
 

@@ -99,6 +99,24 @@ pub const FAMILIES: &[Family] = &[
         &[],
         "Requests being answered now",
     ),
+    family(
+        "http_connections_open",
+        Gauge,
+        &[],
+        "HTTP connections open now (at most MAX_CONNECTIONS)",
+    ),
+    counter(
+        "http_connections_refused_total",
+        &[],
+        &[""],
+        "Connections refused with a fast 503 because MAX_CONNECTIONS were open",
+    ),
+    counter(
+        "http_connections_timed_out_total",
+        &["reason"],
+        &["idle", "header"],
+        "Connections closed by the server for silence (idle: no request under way; header: a request head that did not arrive whole)",
+    ),
     // Waiting rooms, per concert
     family(
         "queue_waiting",
