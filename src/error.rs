@@ -59,6 +59,9 @@ pub enum Error {
     },
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
+    /// The request body did not arrive in time (`HTTP_BODY_TIMEOUT_SECS`).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// Redis or Postgres did not answer, or answered that it cannot serve now.
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
@@ -105,6 +108,7 @@ impl Error {
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,6 +125,7 @@ impl Error {
             | Error::Conflict { code, .. }
             | Error::Unprocessable { code, .. } => code,
             Error::PayloadTooLarge => "payload_too_large",
+            Error::RequestTimeout => "request_timeout",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }

@@ -14,22 +14,26 @@ use std::sync::Arc;
 
 /// A JSON body. The content type is not insisted on (clients that forget the
 /// header are common under load tools); an empty body reads as `{}`, so `POST
-/// /users` may be sent with none.
+/// /users` may be sent with none. A body still incomplete after
+/// `HTTP_BODY_TIMEOUT_SECS` is a `408` (and its connection is closed: see
+/// `http::server`).
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Json<T> {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::PayloadTooLarge
-                } else {
-                    Error::bad_request("the request body could not be read")
-                }
-            })?;
+    async fn from_request(req: Request, app: &Arc<AppState>) -> Result<Self, Error> {
+        let bytes =
+            tokio::time::timeout(app.config.http.body_timeout, Bytes::from_request(req, app))
+                .await
+                .map_err(|_| Error::RequestTimeout)?
+                .map_err(|e: BytesRejection| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        Error::PayloadTooLarge
+                    } else {
+                        Error::bad_request("the request body could not be read")
+                    }
+                })?;
         parse(&bytes).map(Json)
     }
 }

@@ -117,6 +117,9 @@ async fn envelope_bare_errors(response: Response) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ("payload_too_large", "request body is larger than 64 KiB")
         }
+        StatusCode::REQUEST_TIMEOUT => {
+            ("request_timeout", "the request body did not arrive in time")
+        }
         StatusCode::SERVICE_UNAVAILABLE => {
             ("unavailable", "the request took too long; retry shortly")
         }
