@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod raw;
 
 use boxoffice::config::Config;
 use boxoffice::store::Keys;
