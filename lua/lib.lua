@@ -10,6 +10,27 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A rate limit, by GCRA (src/limits.rs): `key` holds the subject's
+-- theoretical arrival time (TAT, ms): when its next request would be due at
+-- the sustained rate of one per `interval` ms. Up to `burst` requests may come
+-- at once. A request that fits moves the TAT on by one interval and returns 0;
+-- one that does not changes nothing and returns the ms until it would fit. The
+-- key lives only while the TAT is ahead of now (at most the burst window), so
+-- a quiet subject costs no memory. An interval of 0 is off.
+local function rate_wait(key, now, interval, burst)
+  interval = tonumber(interval)
+  if interval <= 0 then
+    return 0
+  end
+  local tat = math.max(tonumber(redis.call('GET', key)) or 0, now)
+  local wait = tat + interval - interval * tonumber(burst) - now
+  if wait > 0 then
+    return wait
+  end
+  redis.call('SET', key, tat + interval, 'PX', tat + interval - now)
+  return 0
+end
+
 -- The queue pass, in API.md's order: unknown or another user's, then expired or
 -- processed, then still waiting. The caller has checked the token's concert.
 -- Returns 'ok' | 'invalid' | 'expired' | 'waiting'.

@@ -54,6 +54,8 @@ pub struct Config {
     /// of `booking::recovery`).
     pub sold_catch_up: Duration,
     pub redis_prefix: String,
+    /// The rate limits and the trusted proxies (`crate::limits`).
+    pub limits: crate::limits::Limits,
     pub log_format: crate::telemetry::LogFormat,
     pub http: HttpLimits,
 }
@@ -76,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("waiting_idle", &self.waiting_idle)
             .field("sold_catch_up", &self.sold_catch_up)
             .field("redis_prefix", &self.redis_prefix)
+            .field("limits", &self.limits)
             .field("log_format", &self.log_format)
             .field("http", &self.http)
             .finish()
@@ -123,6 +126,7 @@ impl Config {
                 reason: "use 1 to 64 characters of A-Z a-z 0-9 - _ . :".into(),
             });
         }
+        let limits = limits(&get)?;
         Ok(Config {
             http_addr: parse(&get, "HTTP_ADDR", "127.0.0.1:8080", |v| {
                 v.parse::<SocketAddr>().map_err(|e| e.to_string())
@@ -173,6 +177,7 @@ impl Config {
                     int_in(v, 1, 1_000_000)
                 })?,
             },
+            limits,
             log_format: match get("LOG_FORMAT").as_deref().map(str::trim) {
                 None => crate::telemetry::LogFormat::default_for_stderr(),
                 Some("json") => crate::telemetry::LogFormat::Json,
@@ -197,6 +202,47 @@ fn parse<T>(
 ) -> Result<T, ConfigError> {
     let value = get(var).unwrap_or_else(|| default.to_owned());
     f(value.trim()).map_err(|reason| ConfigError { var, value, reason })
+}
+
+/// `RATE_LIMITS` (`on`, or `off` for every limit), each limit's two variables
+/// (`crate::limits::Limit::vars`: per minute, 0 = off; burst) and
+/// `TRUSTED_PROXIES` (CIDR blocks, separated by commas or spaces).
+fn limits(
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<crate::limits::Limits, ConfigError> {
+    use crate::limits::{Limit, Limits, Rate};
+    let mut limits = Limits::default();
+    for limit in Limit::ALL {
+        let (rate_var, burst_var) = limit.vars();
+        let default = limit.default_rate();
+        let rate = Rate {
+            per_minute: parse(get, rate_var, &default.per_minute.to_string(), |v| {
+                int_in(v, 0, 60_000)
+            })?,
+            burst: parse(get, burst_var, &default.burst.to_string(), |v| {
+                int_in(v, 1, 1_000_000)
+            })?,
+        };
+        limits.set(limit, rate);
+    }
+    match get("RATE_LIMITS").as_deref().map(str::trim) {
+        None | Some("on") => {}
+        Some("off") => limits.all_off(),
+        Some(other) => {
+            return Err(ConfigError {
+                var: "RATE_LIMITS",
+                value: other.to_owned(),
+                reason: "must be on or off".into(),
+            });
+        }
+    }
+    limits.trusted_proxies = parse(get, "TRUSTED_PROXIES", "", |v| {
+        v.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|c| !c.is_empty())
+            .map(str::parse)
+            .collect()
+    })?;
+    Ok(limits)
 }
 
 fn int_in(v: &str, min: u32, max: u32) -> Result<u32, String> {
@@ -251,6 +297,31 @@ mod tests {
         assert_eq!(c.http.idle_timeout, Duration::from_secs(75));
         assert_eq!(c.http.body_timeout, Duration::from_secs(10));
         assert_eq!(c.http.max_connections, 10_000);
+        assert_eq!(c.limits, crate::limits::Limits::default());
+        assert!(c.limits.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn rate_limits_are_set_switched_off_and_trusted_proxies_read() {
+        use crate::limits::{Limit, Rate};
+        let c = config(&[
+            ("POLLS_PER_USER_PER_MIN", "0"),
+            ("JOINS_PER_USER_PER_MIN", "6"),
+            ("JOINS_PER_USER_BURST", "2"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1 fd00::/8"),
+        ])
+        .unwrap();
+        assert!(c.limits.rate(Limit::Poll).is_off());
+        assert_eq!(
+            c.limits.rate(Limit::Join),
+            Rate {
+                per_minute: 6,
+                burst: 2
+            }
+        );
+        assert_eq!(c.limits.trusted_proxies.len(), 3);
+        let off = config(&[("RATE_LIMITS", "off")]).unwrap();
+        assert!(Limit::ALL.iter().all(|l| off.limits.rate(*l).is_off()));
     }
 
     #[test]
@@ -273,6 +344,11 @@ mod tests {
             ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
             ("HTTP_BODY_TIMEOUT_SECS", "30"),
             ("MAX_CONNECTIONS", "0"),
+            ("USERS_PER_ADDRESS_PER_MIN", "60001"),
+            ("POLLS_PER_USER_BURST", "0"),
+            ("RATE_LIMITS", "maybe"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("TRUSTED_PROXIES", "proxy.local"),
         ] {
             let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);

@@ -62,6 +62,9 @@ pub enum Error {
     /// The request body did not arrive in time (`HTTP_BODY_TIMEOUT_SECS`).
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    /// Over a rate limit (`crate::limits`): `429` with `Retry-After`.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// Redis or Postgres did not answer, or answered that it cannot serve now.
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
@@ -109,6 +112,7 @@ impl Error {
             Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +130,7 @@ impl Error {
             | Error::Unprocessable { code, .. } => code,
             Error::PayloadTooLarge => "payload_too_large",
             Error::RequestTimeout => "request_timeout",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -179,7 +184,13 @@ impl IntoResponse for Error {
             Error::Internal(detail) => tracing::error!(%detail, "internal error"),
             _ => {}
         }
-        envelope(self.status(), self.code(), &self.public_message())
+        let mut response = envelope(self.status(), self.code(), &self.public_message());
+        if let Error::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

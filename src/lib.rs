@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod limits;
 pub mod money;
 pub mod queue;
 pub mod seed;

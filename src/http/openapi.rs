@@ -170,7 +170,7 @@ fn conventions(doc: &mut Value) {
     components["headers"]["RetryAfter"] = json!({
         "description": "Whole seconds to wait before retrying.",
         "required": true,
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": {"type": "integer", "minimum": 1},
     });
     for (name, response) in errors::all() {
         components["responses"][name] = response;

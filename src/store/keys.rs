@@ -63,6 +63,18 @@ impl Keys {
         format!("{}:queues", self.prefix)
     }
 
+    /// A rate limit of one client address (`crate::limits`: `POST /users`).
+    /// Its own key, checked on its own: no hash tag needed.
+    pub fn address_rate(&self, subject: &str) -> String {
+        format!("{}:rl:users:{subject}", self.prefix)
+    }
+
+    /// A rate limit of one user outside any concert's script (payments,
+    /// charges), under the user's own hash tag.
+    pub fn user_rate(&self, limit: &str, user_id: i64) -> String {
+        format!("{}:{{u:{user_id}}}:rl:{limit}", self.prefix)
+    }
+
     /// The lease that lets exactly one server admit at a time.
     pub fn admission_lease(&self) -> String {
         format!("{}:admission:lease", self.prefix)
@@ -135,6 +147,11 @@ impl QueueKeys {
     pub fn user(&self, user_id: i64) -> String {
         format!("{}:user:{user_id}", self.tag)
     }
+    /// A user's rate limit inside this concert's scripts (join, poll, hold):
+    /// under the concert's tag, so the script that checks it touches one slot.
+    pub fn user_rate(&self, limit: &str, user_id: i64) -> String {
+        format!("{}:rl:{limit}:{user_id}", self.tag)
+    }
 }
 
 /// Keys of one concert's seats, holds and reservations, all under the concert's
@@ -202,6 +219,8 @@ mod tests {
     fn keys_carry_the_prefix_and_the_concert_hash_tag() {
         let k = Keys::new("bo");
         assert_eq!(k.ready_probe(), "bo:ready");
+        assert_eq!(k.user_rate("charge", 7), "bo:{u:7}:rl:charge");
+        assert_eq!(k.address_rate("192.0.2.1"), "bo:rl:users:192.0.2.1");
         assert_eq!(k.concert_tag(42), "bo:{c:42}");
         let q = k.queue(42);
         for key in [
@@ -215,6 +234,7 @@ mod tests {
             q.room(),
             q.prequeue(),
             q.segment(12),
+            q.user_rate("join", 7),
         ] {
             assert!(key.starts_with("bo:{c:42}:"), "{key}");
         }

@@ -117,6 +117,12 @@ pub const FAMILIES: &[Family] = &[
         &["idle", "header"],
         "Connections closed by the server for silence (idle: no request under way; header: a request head that did not arrive whole)",
     ),
+    counter(
+        "rate_limited_total",
+        &["limit"],
+        &["users", "join", "poll", "hold", "payment", "charge"],
+        "Requests answered 429 rate_limited, by limit (users: per client address; the others per user)",
+    ),
     // Waiting rooms, per concert
     family(
         "queue_waiting",
@@ -213,6 +219,7 @@ pub const FAMILIES: &[Family] = &[
             "hold_limit_reached",
             "gate",
             "unavailable",
+            "rate_limited",
         ],
         "Hold attempts, by result",
     ),
@@ -277,7 +284,7 @@ pub const FAMILIES: &[Family] = &[
     counter(
         "postgres_timeouts_total",
         &[],
-        &[],
+        &[""],
         "Postgres work cut off by the client-side deadline (3 s for requests): each a 503",
     ),
     family(

@@ -14,15 +14,18 @@
 //! - [`queue`]: join, poll, leave, the gate, the admission tick and its lease;
 //! - [`booking`]: the seat map, availability, holds, cancels, the payment
 //!   steps and the SOLD rebuild;
-//! - [`ops`]: the readiness probe.
+//! - [`ops`]: the readiness probe;
+//! - [`limits`]: a rate limit checked on its own.
 
 pub mod booking;
 pub mod codes;
+pub mod limits;
 pub mod ops;
 pub mod queue;
 pub mod room;
 
 pub use booking::*;
+pub use limits::*;
 pub use ops::*;
 pub use queue::*;
 pub use room::*;
@@ -216,6 +219,7 @@ pub fn all() -> Vec<&'static Lua> {
         SoldRebuilt::lua(),
         RoomSet::lua(),
         RoomRead::lua(),
+        RateLimit::lua(),
     ]
 }
 

@@ -156,6 +156,7 @@ fn every_verdict_a_script_returns_is_one_its_type_reads() {
         include_str!("booking.rs"),
         include_str!("ops.rs"),
         include_str!("room.rs"),
+        include_str!("limits.rs"),
     ]
     .concat();
     let gate_words = returned_words(LIB);
