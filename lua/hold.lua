@@ -5,13 +5,20 @@
 --
 -- KEYS[1]  token record   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] the seat's hold
 -- KEYS[5]  user's holds zset   KEYS[6] reservation record   KEYS[7] held bitmap
--- KEYS[8]  room hash
+-- KEYS[8]  room hash   KEYS[9] the user's hold rate limit {c}:rl:hold:<user> (lib.lua's rate_wait)
 -- ARGV[1]  user id   ARGV[2] seat index   ARGV[3] reservation id
 -- ARGV[4]  record retention ms after expiry   ARGV[5] schedule id   ARGV[6] seat_no
--- ARGV[7]  seat id   ARGV[8] price
+-- ARGV[7]  seat id   ARGV[8] price   ARGV[9] rate limit interval ms (0 = off)
+-- ARGV[10] rate limit burst
 -- returns  {verdict, expires ms (the room's hold limit with 'limit'), lapsed holds tidied}
 --          verdict: 'ok' | 'taken' | 'limit' | 'noroom' | a gate verdict
+--          | 'limited' (over the user's rate, checked first: nothing changed;
+--          then the second item is the ms to wait)
 local now = now_ms()
+local wait = rate_wait(KEYS[9], now, ARGV[9], ARGV[10])
+if wait > 0 then
+  return {'limited', wait, 0}
+end
 -- The seat index as a canonical integer (a caller may pad it with zeros).
 local idx = tostring(tonumber(ARGV[2]))
 local g = gate(KEYS[1], ARGV[1], now)

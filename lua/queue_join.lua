@@ -12,10 +12,13 @@
 -- KEYS[7]  listed marker   present while the admission worker visits this queue
 -- KEYS[8]  room hash
 -- KEYS[9]  pre-queue zset  token -> random score
+-- KEYS[10] the user's join rate limit {c}:rl:join:<user> (see rate_wait in lib.lua)
 -- ARGV[1]  new token   ARGV[2] user id   ARGV[3] retention ms of an ended record
 -- ARGV[4]  token record key prefix ({c}:tok:), to read the existing token's record
 -- ARGV[5]  marker ttl ms   ARGV[6] concert tag   ARGV[7] the new token's pre-queue score
--- returns  {'noroom'} | {'soldout'} (no live token, and no seat left to sell)
+-- ARGV[8]  rate limit interval ms (0 = off)   ARGV[9] rate limit burst
+-- returns  {'limited', ms to wait} (over the user's rate: nothing changed)
+--          | {'noroom'} | {'soldout'} (no live token, and no seat left to sell)
 --          | {'ok', created 0/1, token, status, position|0, expected position|0,
 --             expires_ms|0, active count, needs listing 0/1, joined ms,
 --             arrival number of a new token|0, room view (see render_view)}
@@ -23,6 +26,10 @@
 -- the concert to the worker's set. The marker is set here and refreshed by every
 -- admission tick, so a listing that failed is retried by the next join or poll.
 local now = now_ms()
+local wait = rate_wait(KEYS[10], now, ARGV[8], ARGV[9])
+if wait > 0 then
+  return {'limited', wait}
+end
 local room = room_hot(KEYS[8])
 if not room then
   return {'noroom'}

@@ -5,16 +5,23 @@
 -- KEYS[1]  token record   KEYS[2] waiting zset   KEYS[3] polled zset   KEYS[4] active zset
 -- KEYS[5]  user index   KEYS[6] listed marker (see queue_join.lua)   KEYS[7] room hash
 -- KEYS[8]  pre-queue zset   KEYS[9] arrival counter
+-- KEYS[10] the user's poll rate limit {c}:rl:poll:<user> (see rate_wait in lib.lua)
 -- ARGV[1]  token   ARGV[2] user id   ARGV[3] retention ms of an ended record
 -- ARGV[4]  marker ttl ms   ARGV[5] concert tag
--- returns  nil when unknown or another user's; {'noroom'}; else
+-- ARGV[6]  rate limit interval ms (0 = off)   ARGV[7] rate limit burst
+-- returns  {'limited', ms to wait} (over the user's rate: nothing changed, not
+--          even the poll time); nil when unknown or another user's; {'noroom'}; else
 --          {'ok', status letter, position|0, expected position|0, expires ms|0,
 --           active count, needs listing 0/1, room view (see render_view)}
+local now = now_ms()
+local wait = rate_wait(KEYS[10], now, ARGV[6], ARGV[7])
+if wait > 0 then
+  return {'limited', wait}
+end
 local r = redis.call('HMGET', KEYS[1], T_USER, T_STATUS, T_EXPIRES)
 if not r[1] or r[1] ~= ARGV[2] then
   return nil
 end
-local now = now_ms()
 local room = room_hot(KEYS[7])
 if not room then
   return {'noroom'}

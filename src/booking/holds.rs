@@ -9,6 +9,7 @@ use super::{
 };
 use crate::AppState;
 use crate::error::{Error, Result};
+use crate::limits::{self, Limit};
 use crate::queue::{gate, room};
 use crate::store::scripts::{self, CancelVerdict, HoldVerdict, Script};
 
@@ -61,6 +62,7 @@ pub async fn hold(
             price: seat.price,
             reservation_id: id,
             record_retention_ms: CANCELED_RETENTION_MS,
+            rate: app.config.limits.rate(Limit::Hold),
         },
         |r| r.verdict == HoldVerdict::NoRoom,
     )
@@ -72,6 +74,7 @@ pub async fn hold(
         HoldVerdict::LimitReached { .. } => "hold_limit_reached",
         HoldVerdict::Gate(_) => "gate",
         HoldVerdict::NoRoom => "unavailable",
+        HoldVerdict::Limited { .. } => "rate_limited",
     };
     metrics::counter!("holds_total", "result" => outcome).increment(1);
     match held.verdict {
@@ -91,6 +94,7 @@ pub async fn hold(
         }),
         HoldVerdict::Gate(denied) => Err(gate::refused(denied)),
         HoldVerdict::NoRoom => Err(Error::Internal("hold after room restore".into())),
+        HoldVerdict::Limited { wait_ms } => Err(limits::refused(Limit::Hold, wait_ms)),
     }
 }
 

@@ -6,6 +6,7 @@ use super::replayed;
 use crate::AppState;
 use crate::error::Result;
 use crate::idempotency::{self, Answer};
+use crate::limits::{self, Limit};
 use crate::money::{self, Balance, HistoryPage};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -69,6 +70,7 @@ pub async fn charge(
 ) -> Result<Response> {
     let body: ChargeBody = body_as(&raw)?;
     money::validate_charge(body.amount)?;
+    limits::check_user(&app, Limit::Charge, user).await?;
     let request = idempotency::Request {
         user_id: user,
         endpoint: "POST /balance/charge",

@@ -236,6 +236,7 @@ pub async fn pay(
     Json(raw): Json<serde_json::Value>,
 ) -> Result<Response> {
     let body: PayBody = body_as(&raw)?;
+    crate::limits::check_user(&app, crate::limits::Limit::Payment, user).await?;
     let request = idempotency::Request {
         user_id: user,
         endpoint: "POST /payments",

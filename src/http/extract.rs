@@ -1,6 +1,6 @@
 //! Request extractors that answer every rejection with the API's error body:
 //! JSON bodies, path and query parameters, the user's bearer token, the admin key
-//! and the `Idempotency-Key` header.
+//! the `Idempotency-Key` header and the client's address.
 
 use crate::AppState;
 use crate::error::Error;
@@ -233,6 +233,34 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
             .verify(token)
             .map(AuthUser)
             .map_err(|e| Error::unauthorized(e.to_string()))
+    }
+}
+
+/// The client's address, for the limits of `crate::limits`: the TCP peer's,
+/// or what a trusted proxy (`TRUSTED_PROXIES`) says in `X-Forwarded-For`.
+/// A router served without the peer's address (an in-process test) reads as
+/// the unspecified address.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl FromRequestParts<Arc<AppState>> for ClientAddr {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Error> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientAddr(crate::limits::client_address(
+            peer,
+            forwarded.collect::<Vec<_>>().into_iter(),
+            &app.config.limits.trusted_proxies,
+        )))
     }
 }
 

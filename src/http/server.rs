@@ -86,8 +86,8 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Most likely out of file descriptors: wait for some to close.
@@ -100,6 +100,7 @@ pub async fn serve(
             Ok(slot) => {
                 tokio::spawn(connection(
                     stream,
+                    peer,
                     router.clone(),
                     limits.clone(),
                     (slot, connections.clone()),
@@ -227,6 +228,7 @@ fn envelope_body(code: &str, message: &str) -> String {
 /// `_held` is its place under the cap and its share of "connections alive".
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: Arc<HttpLimits>,
     _held: (OwnedSemaphorePermit, watch::Receiver<()>),
@@ -243,7 +245,14 @@ async fn connection(
     });
     let service = {
         let clock = clock.clone();
-        hyper::service::service_fn(move |request| answer(router.clone(), clock.clone(), request))
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            // The peer's address, as axum's `ConnectInfo` gives it: the rate
+            // limit of `POST /users` is per client.
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            answer(router.clone(), clock.clone(), request)
+        })
     };
     let mut builder = http1::Builder::new();
     // hyper's own header timeout runs from the end of the last answer, so it

@@ -1,6 +1,6 @@
 //! `POST /users`: a new user with a zero balance and an access token.
 
-use super::extract::Json;
+use super::extract::{ClientAddr, Json};
 use super::openapi::errors;
 use crate::AppState;
 use crate::auth::ACCESS_TOKEN_LIFETIME;
@@ -23,7 +23,9 @@ pub struct NewUser {
 /// Creates a user, with an access token
 ///
 /// A new user with balance 0; the access token is valid for 24 hours. The body
-/// may be empty or `{}`; any JSON object is accepted and ignored.
+/// may be empty or `{}`; any JSON object is accepted and ignored. At most
+/// `USERS_PER_ADDRESS_PER_MIN` (burst `USERS_PER_ADDRESS_BURST`) per client
+/// address.
 #[utoipa::path(
     post,
     path = "/users",
@@ -40,8 +42,10 @@ pub struct NewUser {
 )]
 pub async fn create_user(
     State(app): State<Arc<AppState>>,
+    ClientAddr(client): ClientAddr,
     Json(_): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(StatusCode, axum::Json<NewUser>)> {
+    crate::limits::check_address(&app, client).await?;
     let id = crate::users::create_user(&app.pg).await?;
     let (access_token, expires_at) = app.tokens.mint(id, ACCESS_TOKEN_LIFETIME);
     Ok((

@@ -16,7 +16,8 @@ pub mod token;
 
 use crate::AppState;
 use crate::error::{Error, Result};
-use crate::store::scripts::{self, JoinReply, RoomLive, RoomState, Roomed, Script};
+use crate::limits::{self, Limit};
+use crate::store::scripts::{self, JoinReply, PollReply, RoomLive, RoomState, Roomed, Script};
 use audit::AuditEvent;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -137,6 +138,7 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
             ended_retention_ms: ENDED_RETENTION_MS,
             listed_marker_ms: LISTED_MARKER_MS,
             prequeue_score: score,
+            rate: app.config.limits.rate(Limit::Join),
         },
         |r| matches!(r, JoinReply::NoRoom),
     )
@@ -145,6 +147,7 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
         JoinReply::Joined(joined) => joined,
         JoinReply::SoldOut => return Err(sold_out()),
         JoinReply::NoRoom => return Err(Error::Internal("join after restore".into())),
+        JoinReply::Limited { wait_ms } => return Err(limits::refused(Limit::Join, wait_ms)),
     };
     if joined.needs_listing {
         app.redis.list_queue(&app.keys, concert_id).await?;
@@ -235,14 +238,18 @@ pub async fn status(app: &AppState, user_id: i64, token: &str) -> Result<TokenVi
             user_id,
             ended_retention_ms: ENDED_RETENTION_MS,
             listed_marker_ms: LISTED_MARKER_MS,
+            rate: app.config.limits.rate(Limit::Poll),
         },
-        |r| matches!(r, Some(Roomed::NoRoom)),
+        |r| matches!(r, PollReply::Found(Roomed::NoRoom)),
     )
     .await?;
     let polled = match polled {
-        None => return Err(token_not_found()),
-        Some(Roomed::Found(polled)) => polled,
-        Some(Roomed::NoRoom) => return Err(Error::Internal("poll after restore".into())),
+        PollReply::Unknown => return Err(token_not_found()),
+        PollReply::Found(Roomed::Found(polled)) => polled,
+        PollReply::Found(Roomed::NoRoom) => {
+            return Err(Error::Internal("poll after restore".into()));
+        }
+        PollReply::Limited { wait_ms } => return Err(limits::refused(Limit::Poll, wait_ms)),
     };
     if polled.needs_listing {
         app.redis.list_queue(&app.keys, token.concert_id).await?;

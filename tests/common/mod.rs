@@ -96,6 +96,9 @@ impl TestApp {
             ("REDIS_PREFIX", prefix.clone()),
             ("AUTH_SECRET", AUTH_SECRET.to_owned()),
             ("ADMIN_KEY", ADMIN_KEY.to_owned()),
+            // Tests make many users from 127.0.0.1 and poll fast; the limits'
+            // own tests (tests/limits.rs) switch them on.
+            ("RATE_LIMITS", "off".to_owned()),
         ]);
         vars.extend(env.vars);
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");

@@ -8,6 +8,7 @@
 use super::queue::Denied;
 use super::{Fields, KeyCount, Lua, Script, lua, one_int, shape};
 use crate::error::{Error, Result};
+use crate::limits::{Limit, Rate};
 use crate::queue::QueueToken;
 use crate::store::keys::{BookingKeys, Keys};
 use fred::types::Value;
@@ -140,6 +141,8 @@ pub struct Hold<'a> {
     /// How long the reservation record outlives the hold. (The hold's own
     /// length and the user's limit are the room's, read by the script.)
     pub record_retention_ms: u64,
+    /// The user's hold rate limit (checked first).
+    pub rate: Rate,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -157,6 +160,10 @@ pub enum HoldVerdict {
     Gate(Denied),
     /// Redis has no room for the concert: restore it, and try again.
     NoRoom,
+    /// Over the user's hold rate: nothing changed; retry after this many ms.
+    Limited {
+        wait_ms: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -170,7 +177,7 @@ impl Script for Hold<'_> {
     type Reply = HoldReply;
 
     fn lua() -> &'static Lua {
-        lua!("hold.lua", KeyCount::Exactly(8))
+        lua!("hold.lua", KeyCount::Exactly(9))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -184,10 +191,12 @@ impl Script for Hold<'_> {
             b.reservation(self.reservation_id),
             b.held_bits(s),
             b.queue().room(),
+            b.queue().user_rate(Limit::Hold.name(), self.user_id),
         ]
     }
 
     fn args(&self) -> Vec<String> {
+        let [interval, burst] = self.rate.args();
         vec![
             self.user_id.to_string(),
             self.seat_index.to_string(),
@@ -197,6 +206,8 @@ impl Script for Hold<'_> {
             self.seat_no.to_string(),
             self.seat_id.to_string(),
             self.price.to_string(),
+            interval,
+            burst,
         ]
     }
 
@@ -210,6 +221,9 @@ impl Script for Hold<'_> {
             "taken" => HoldVerdict::Taken,
             "limit" => HoldVerdict::LimitReached { limit: expires_ms },
             "noroom" => HoldVerdict::NoRoom,
+            "limited" => HoldVerdict::Limited {
+                wait_ms: expires_ms,
+            },
             gate => match Denied::from_verdict(gate, "hold")? {
                 Some(denied) => HoldVerdict::Gate(denied),
                 None => return Err(Error::Internal("hold: 'ok' read twice".into())),

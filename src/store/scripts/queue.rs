@@ -4,6 +4,7 @@
 use super::room::{RoomLive, Roomed, found};
 use super::{Fields, KeyCount, Lua, Script, lua, one_int, shape};
 use crate::error::{Error, Result};
+use crate::limits::{Limit, Rate};
 use crate::queue::{QueueStatus, QueueToken};
 use crate::store::keys::{Keys, QueueKeys};
 use fred::types::Value;
@@ -50,6 +51,8 @@ pub struct Join<'a> {
     /// The new token's place among the pre-queue, if it joins one: random,
     /// secret, drawn by the service.
     pub prequeue_score: u64,
+    /// The user's join rate limit (checked first).
+    pub rate: Rate,
 }
 
 /// What a join found or made.
@@ -81,6 +84,10 @@ pub enum JoinReply {
     /// No live token, and no seat left to sell: no new one.
     SoldOut,
     NoRoom,
+    /// Over the user's join rate: nothing changed; retry after this many ms.
+    Limited {
+        wait_ms: i64,
+    },
 }
 
 fn positive(v: i64) -> Option<i64> {
@@ -91,7 +98,7 @@ impl Script for Join<'_> {
     type Reply = JoinReply;
 
     fn lua() -> &'static Lua {
-        lua!("queue_join.lua", KeyCount::Exactly(9))
+        lua!("queue_join.lua", KeyCount::Exactly(10))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -106,10 +113,12 @@ impl Script for Join<'_> {
             q.listed(),
             q.room(),
             q.prequeue(),
+            q.user_rate(Limit::Join.name(), self.user_id),
         ]
     }
 
     fn args(&self) -> Vec<String> {
+        let [interval, burst] = self.rate.args();
         vec![
             self.token.text(),
             self.user_id.to_string(),
@@ -118,6 +127,8 @@ impl Script for Join<'_> {
             self.listed_marker_ms.to_string(),
             self.keys.tag().to_owned(),
             self.prequeue_score.to_string(),
+            interval,
+            burst,
         ]
     }
 
@@ -127,6 +138,7 @@ impl Script for Join<'_> {
             "ok" => {}
             "soldout" => return Ok(JoinReply::SoldOut),
             "noroom" => return Ok(JoinReply::NoRoom),
+            "limited" => return Ok(JoinReply::Limited { wait_ms: r.int()? }),
             other => return Err(Error::Internal(format!("queue_join: verdict {other:?}"))),
         }
         Ok(JoinReply::Joined(Joined {
@@ -153,6 +165,20 @@ pub struct Poll<'a> {
     pub user_id: i64,
     pub ended_retention_ms: u64,
     pub listed_marker_ms: u64,
+    /// The user's poll rate limit (checked first).
+    pub rate: Rate,
+}
+
+/// What a poll may answer.
+#[derive(Debug)]
+pub enum PollReply {
+    Found(Roomed<Polled>),
+    /// Unknown, or another user's.
+    Unknown,
+    /// Over the user's poll rate: nothing changed; retry after this many ms.
+    Limited {
+        wait_ms: i64,
+    },
 }
 
 /// A token as its owner's poll found it.
@@ -172,11 +198,10 @@ pub struct Polled {
 }
 
 impl Script for Poll<'_> {
-    /// `None`: unknown, or another user's.
-    type Reply = Option<Roomed<Polled>>;
+    type Reply = PollReply;
 
     fn lua() -> &'static Lua {
-        lua!("queue_status.lua", KeyCount::Exactly(9))
+        lua!("queue_status.lua", KeyCount::Exactly(10))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -191,27 +216,38 @@ impl Script for Poll<'_> {
             q.room(),
             q.prequeue(),
             q.arrivals(),
+            q.user_rate(Limit::Poll.name(), self.user_id),
         ]
     }
 
     fn args(&self) -> Vec<String> {
+        let [interval, burst] = self.rate.args();
         vec![
             self.token.text(),
             self.user_id.to_string(),
             self.ended_retention_ms.to_string(),
             self.listed_marker_ms.to_string(),
             self.keys.tag().to_owned(),
+            interval,
+            burst,
         ]
     }
 
     fn reply(value: Value) -> Result<Self::Reply> {
         if value.is_null() {
-            return Ok(None);
+            return Ok(PollReply::Unknown);
+        }
+        if let Value::Array(items) = &value
+            && items.first().and_then(Value::as_str).as_deref() == Some("limited")
+        {
+            let mut r = Fields::new(value, "queue_status")?;
+            r.text()?;
+            return Ok(PollReply::Limited { wait_ms: r.int()? });
         }
         let Some(mut r) = found(value, "queue_status")? else {
-            return Ok(Some(Roomed::NoRoom));
+            return Ok(PollReply::Found(Roomed::NoRoom));
         };
-        Ok(Some(Roomed::Found(Polled {
+        Ok(PollReply::Found(Roomed::Found(Polled {
             status: status(&r.text()?, "queue_status")?,
             position: positive(r.int()?),
             expected_position: positive(r.int()?),
