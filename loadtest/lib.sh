@@ -62,6 +62,9 @@ build_all() {
 
 # start_boxoffice <name> <port> [VAR=value ...]: a release boxoffice with the
 # database bo_<run>_<name> and the Redis prefix <run>-<name> (then in $prefix).
+# Rate limits are off (RATE_LIMITS=off): load tools make thousands of users
+# from one address and poll and hold as fast as they can; pass RATE_LIMITS=on
+# to measure them.
 start_boxoffice() {
   local name=$1 port=$2 db
   db="bo_${run//[^a-z0-9]/_}_$name"
@@ -70,7 +73,7 @@ start_boxoffice() {
   dbs+=("$db")
   psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
   env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$PG_BASE/$db" REDIS_URL="$REDIS_URL" \
-      REDIS_PREFIX="$prefix" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" RUST_LOG=warn "$@" \
+      REDIS_PREFIX="$prefix" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" RUST_LOG=warn RATE_LIMITS=off "$@" \
       target/release/boxoffice serve >"$work/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do

@@ -83,7 +83,7 @@ trap 'exit 143' TERM
 psql -q "$BASE_PG/postgres" -c "CREATE DATABASE \"$DB\"" >/dev/null
 ADMIN_KEY=openapi-$TAG
 HTTP_ADDR=127.0.0.1:$PORT DATABASE_URL=$BASE_PG/$DB REDIS_URL=$REDIS_URL REDIS_PREFIX=$PREFIX \
-  ADMIN_KEY=$ADMIN_KEY AUTH_SECRET=openapi-test-secret-$TAG RUST_LOG=warn \
+  ADMIN_KEY=$ADMIN_KEY AUTH_SECRET=openapi-test-secret-$TAG RUST_LOG=warn RATE_LIMITS=off \
   "$BIN" serve >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 
