@@ -78,6 +78,11 @@ impl TokenKeys {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
+        // RFC 7515 §4.1.11: a token whose header names extensions that must be
+        // understood ("crit") is refused by a verifier that knows none.
+        if data.header.crit.is_some() {
+            return Err(TokenError::Invalid);
+        }
         parse_user_id(&data.claims.sub).ok_or(TokenError::BadSubject)
     }
 }
@@ -220,6 +225,26 @@ mod tests {
         ] {
             assert_eq!(keys.verify(&token), Err(TokenError::Invalid));
         }
+    }
+
+    #[test]
+    fn refuses_critical_header_extensions() {
+        let keys = TokenKeys::new(SECRET);
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let token = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "1", "exp": in_an_hour()}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(keys.verify(&token), Err(TokenError::Invalid));
+        let plain = sign(
+            &serde_json::json!({"sub": "1", "exp": in_an_hour()}),
+            SECRET,
+            Algorithm::HS256,
+        );
+        assert_eq!(keys.verify(&plain), Ok(1));
     }
 
     /// URL-safe base64 without padding, enough to forge an unsigned token.

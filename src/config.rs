@@ -65,8 +65,8 @@ impl std::fmt::Debug for Config {
         const HIDDEN: &str = "<hidden>";
         f.debug_struct("Config")
             .field("http_addr", &self.http_addr)
-            .field("redis_url", &self.redis_url)
-            .field("database_url", &self.database_url)
+            .field("redis_url", &redacted_url(&self.redis_url))
+            .field("database_url", &redacted_url(&self.database_url))
             .field("auth_secret", &HIDDEN)
             .field("auth_secret_is_default", &self.auth_secret_is_default)
             .field("admin_key", &self.admin_key.as_ref().map(|_| HIDDEN))
@@ -201,7 +201,34 @@ fn parse<T>(
     f: impl Fn(&str) -> Result<T, String>,
 ) -> Result<T, ConfigError> {
     let value = get(var).unwrap_or_else(|| default.to_owned());
-    f(value.trim()).map_err(|reason| ConfigError { var, value, reason })
+    f(value.trim()).map_err(|reason| ConfigError {
+        var,
+        // A URL's password never reaches a log or a terminal.
+        value: if var.ends_with("_URL") {
+            redacted_url(&value)
+        } else {
+            value
+        },
+        reason,
+    })
+}
+
+/// `url` with the password of its user part (`scheme://user:password@host`)
+/// replaced by `***`; anything else unchanged.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// `RATE_LIMITS` (`on`, or `off` for every limit), each limit's two variables
@@ -264,6 +291,32 @@ fn secs_in(v: &str, min: u32, max: u32) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn url_passwords_are_hidden() {
+        use super::redacted_url;
+        assert_eq!(
+            redacted_url("postgres://app:s3cr%40t@db:5432/boxoffice?sslmode=require"),
+            "postgres://app:***@db:5432/boxoffice?sslmode=require"
+        );
+        assert_eq!(redacted_url("redis://:pw@r:6379"), "redis://:***@r:6379");
+        assert_eq!(
+            redacted_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redacted_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redacted_url("not a url"), "not a url");
+        let err = super::Config::from_lookup(|v| {
+            (v == "DATABASE_URL").then(|| "mysql://u:hunter2@h/db".to_owned())
+        })
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let c = super::Config::from_lookup(|v| {
+            (v == "REDIS_URL").then(|| "redis://u:hunter2@h:6379".to_owned())
+        })
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Timestamps on the wire: RFC 3339 in UTC with a `Z`, e.g. `2026-12-24T19:00:00Z`
 //! (fractions of a second only when there are any).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::Serializer;
 
 pub fn format(t: &DateTime<Utc>) -> String {
@@ -19,11 +19,14 @@ pub fn serialize_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S
     }
 }
 
-/// Parses an RFC 3339 timestamp with any offset into UTC.
+/// Parses an RFC 3339 timestamp with any offset into UTC. Refused: a leap
+/// second (`…:60`, which would be stored as the next minute's first second)
+/// and a time whose UTC year is outside 0000–9999 (it could not be written
+/// back as RFC 3339).
 pub fn parse(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let t = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
+    let leap = t.nanosecond() >= 1_000_000_000;
+    (!leap && (0..=9999).contains(&t.year())).then_some(t)
 }
 
 #[cfg(test)]
@@ -36,5 +39,24 @@ mod tests {
         assert_eq!(format(&t), "2026-12-24T19:00:00Z");
         assert!(parse("tomorrow").is_none());
         assert!(parse("2026-12-24").is_none());
+    }
+
+    #[test]
+    fn leap_seconds_and_years_past_four_digits_are_refused() {
+        assert!(parse("2026-12-31T23:59:60Z").is_none());
+        assert!(parse("2026-12-31T23:59:60.5Z").is_none());
+        assert!(parse("2026-12-31T23:59:59.999Z").is_some());
+        assert!(
+            parse("0000-01-01T00:00:00+01:00").is_none(),
+            "year -1 in UTC"
+        );
+        assert!(
+            parse("9999-12-31T23:00:00-02:00").is_none(),
+            "year 10000 in UTC"
+        );
+        let edge = parse("0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(format(&edge), "0000-01-01T00:00:00Z");
+        let edge = parse("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(format(&edge), "9999-12-31T23:59:59Z");
     }
 }

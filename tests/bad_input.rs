@@ -61,6 +61,9 @@ async fn every_bad_input_is_a_clear_4xx_that_changes_nothing() {
         // POST /admin/concerts/{id}/schedules
         ("schedule: NUL in section",          POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"2027-01-01T19:00:00Z","seats":[{"seat_no":1,"price":5,"section":"\u0000"}]}"#),
         ("schedule: bad date",                POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"tomorrow","seat_count":5,"price":10}"#),
+        ("schedule: a leap second",           POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"2027-06-30T23:59:60Z","seat_count":5,"price":10}"#),
+        ("schedule: year -1 in UTC",          POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"0000-01-01T00:00:00+01:00","seat_count":5,"price":10}"#),
+        ("schedule: year 10000 in UTC",       POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"9999-12-31T23:30:00-01:00","seat_count":5,"price":10}"#),
         ("schedule: date only",               POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"2027-01-01","seat_count":5,"price":10}"#),
         ("schedule: no start",                POST, s,                                                &[a], 400, "invalid_request",   r#"{"seat_count":5,"price":10}"#),
         ("schedule: zero seats",              POST, s,                                                &[a], 400, "invalid_request",   r#"{"start_at":"2027-01-01T19:00:00Z","seat_count":0,"price":10}"#),
@@ -92,6 +95,8 @@ async fn every_bad_input_is_a_clear_4xx_that_changes_nothing() {
         ("balance: no token", GET, "/balance", &[], 401, "unauthorized", ""),
         // POST /balance/charge
         ("charge: malformed json",                      POST, "/balance/charge", &[u],           400, "invalid_request", "{not json"),
+        ("charge: amount given twice",                  POST, "/balance/charge", &[u],           400, "invalid_request", r#"{"amount":1,"amount":1000}"#),
+        ("payment: reservation given twice",            POST, "/payments",       &[u],           400, "invalid_request", r#"{"reservation_id":1,"reservation_id":2}"#),
         ("charge: no amount",                           POST, "/balance/charge", &[u],           400, "invalid_request", "{}"),
         ("charge: empty body",                          POST, "/balance/charge", &[u],           400, "invalid_request", ""),
         ("charge: amount a string",                     POST, "/balance/charge", &[u],           400, "invalid_request", r#"{"amount":"100"}"#),

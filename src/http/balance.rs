@@ -1,6 +1,6 @@
 //! Balance, charge and history of the authenticated user.
 
-use super::extract::{AuthUser, IdempotencyKey, Json, Query, body_as};
+use super::extract::{AuthUser, IdempotencyKey, Json, Query, RawBody, body_as};
 use super::openapi::errors;
 use super::replayed;
 use crate::AppState;
@@ -66,7 +66,7 @@ pub async fn charge(
     State(app): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
     IdempotencyKey(key): IdempotencyKey,
-    Json(raw): Json<serde_json::Value>,
+    Json(RawBody(raw)): Json<RawBody>,
 ) -> Result<Response> {
     let body: ChargeBody = body_as(&raw)?;
     money::validate_charge(body.amount)?;

@@ -1,6 +1,6 @@
 //! Seat map, holds, reservations and payments.
 
-use super::extract::{AuthUser, IdempotencyKey, Json, Path, Query, QueuePass, body_as};
+use super::extract::{AuthUser, IdempotencyKey, Json, Path, Query, QueuePass, RawBody, body_as};
 use super::openapi::errors;
 use super::{json_response, replayed};
 use crate::AppState;
@@ -233,7 +233,7 @@ pub async fn pay(
     AuthUser(user): AuthUser,
     pass: QueuePass,
     IdempotencyKey(key): IdempotencyKey,
-    Json(raw): Json<serde_json::Value>,
+    Json(RawBody(raw)): Json<RawBody>,
 ) -> Result<Response> {
     let body: PayBody = body_as(&raw)?;
     crate::limits::check_user(&app, crate::limits::Limit::Payment, user).await?;

@@ -69,6 +69,72 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     Ok(value)
 }
 
+/// A JSON body kept as it came (to compare an idempotent retry with it), read
+/// with the rule every other body has: a key given twice in one object is a
+/// `400` (a plain `serde_json::Value` keeps the last one silently).
+#[derive(Debug)]
+pub struct RawBody(pub serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for RawBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys).map(RawBody)
+    }
+}
+
+struct NoDuplicateKeys;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(RawBody(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate field `{key}`"
+                )));
+            }
+            let RawBody(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
+}
+
 /// Reads an already parsed JSON body as `T` (for handlers that also keep the
 /// body as it came, e.g. to compare an idempotent retry with it).
 pub fn body_as<T: DeserializeOwned>(body: &serde_json::Value) -> Result<T, Error> {
@@ -371,6 +437,18 @@ mod tests {
             "an escaped backslash"
         );
         assert!(parse::<serde_json::Value>(br#"{"title": "a\\\u0000b"}"#).is_err());
+        // One rule for a key given twice: 400, also where the body is kept raw.
+        let twice = parse::<RawBody>(br#"{"amount": 1, "amount": 1000000}"#).unwrap_err();
+        assert_eq!(twice.code(), "invalid_request");
+        assert!(twice.to_string().contains("amount"), "{twice}");
+        let nested = parse::<RawBody>(br#"{"a": [{"b": 1, "b": 2}]}"#).unwrap_err();
+        assert_eq!(nested.code(), "invalid_request");
+        let RawBody(kept) =
+            parse::<RawBody>(br#"{"amount": 5, "x": [1, null, "s", 1.5]}"#).unwrap();
+        assert_eq!(
+            kept,
+            serde_json::json!({"amount": 5, "x": [1, null, "s", 1.5]})
+        );
     }
 
     #[test]
