@@ -133,19 +133,22 @@ async fn paused_concert(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn an_address_minting_users_past_its_burst_gets_429_and_no_user() {
+    // The test's peer is the loopback: as a trusted proxy, it names the client.
     let app = TestApp::spawn_with(env(&[
         ("USERS_PER_ADDRESS_PER_MIN", "20"),
         ("USERS_PER_ADDRESS_BURST", "3"),
+        ("TRUSTED_PROXIES", "127.0.0.0/8, ::1"),
     ]))
     .await;
+    let client = Some("203.0.113.7");
     for i in 0..3 {
         assert_eq!(
-            mint(&app, None).await.status,
+            mint(&app, client).await.status,
             StatusCode::CREATED,
             "user {i}"
         );
     }
-    let refused = mint(&app, None).await;
+    let refused = mint(&app, client).await;
     let secs = assert_limited(&refused, "the 4th user from one address");
     assert!(secs <= 3, "one user every 3 s: Retry-After {secs}");
     assert_eq!(users(&app).await, 3, "a refused mint makes no user");
@@ -158,8 +161,16 @@ async fn an_address_minting_users_past_its_burst_gets_429_and_no_user() {
     );
     // After Retry-After, the address may mint again.
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    assert_eq!(mint(&app, None).await.status, StatusCode::CREATED);
+    assert_eq!(mint(&app, client).await.status, StatusCode::CREATED);
     assert_eq!(users(&app).await, 4);
+    // A tool on the server's own host (a loopback client) is not limited.
+    for i in 0..5 {
+        assert_eq!(
+            mint(&app, None).await.status,
+            StatusCode::CREATED,
+            "loopback {i}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -168,17 +179,23 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
         ("USERS_PER_ADDRESS_PER_MIN", "1"),
         ("USERS_PER_ADDRESS_BURST", "2"),
     ];
-    // No trusted proxy: whatever the header says, the client is 127.0.0.1.
-    let direct = TestApp::spawn_with(env(&limits)).await;
-    assert_eq!(
-        mint(&direct, Some("203.0.113.1")).await.status,
-        StatusCode::CREATED
+    // Not a trusted proxy: whatever the header says, the client is the peer
+    // (127.0.0.1, a loopback client, not limited): no address of the header
+    // is counted.
+    let mut pairs = limits.to_vec();
+    pairs.push(("TRUSTED_PROXIES", "10.0.0.0/8"));
+    let direct = TestApp::spawn_with(env(&pairs)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            mint(&direct, Some("203.0.113.1")).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let keys = direct.redis_keys().await;
+    assert!(
+        !keys.iter().any(|k| k.contains("203.0.113")),
+        "a forged header was believed: {keys:?}"
     );
-    assert_eq!(
-        mint(&direct, Some("203.0.113.2")).await.status,
-        StatusCode::CREATED
-    );
-    assert_limited(&mint(&direct, Some("203.0.113.3")).await, "a forged header");
 
     // Behind a trusted proxy: the rightmost entry it did not add itself.
     let mut pairs = limits.to_vec();
@@ -346,12 +363,20 @@ async fn limits_hold_across_two_servers_sharing_redis() {
         ("JOINS_PER_USER_PER_MIN", "1"),
         ("JOINS_PER_USER_BURST", "1"),
     ];
+    let pairs = [pairs.as_slice(), &[("TRUSTED_PROXIES", "127.0.0.0/8, ::1")]].concat();
     let a = TestApp::spawn_with(env(&pairs)).await;
     let b = a.sibling(env(&pairs)).await;
-    let auth = bearer(&mint(&a, None).await);
-    assert_eq!(mint(&b, None).await.status, StatusCode::CREATED);
-    assert_limited(&mint(&a, None).await, "a third user, via the first server");
-    assert_limited(&mint(&b, None).await, "a third user, via the second server");
+    let client = Some("203.0.113.8");
+    let auth = bearer(&mint(&a, client).await);
+    assert_eq!(mint(&b, client).await.status, StatusCode::CREATED);
+    assert_limited(
+        &mint(&a, client).await,
+        "a third user, via the first server",
+    );
+    assert_limited(
+        &mint(&b, client).await,
+        "a third user, via the second server",
+    );
 
     let concert = paused_concert(&a).await;
     assert_eq!(join(&a, &auth, concert).await.status, StatusCode::CREATED);

@@ -554,8 +554,10 @@ async fn a_frozen_postgres_is_a_quick_503_and_frees_the_key_when_it_wakes() {
     use common::proxy::{Proxy, host_port, through};
     use std::time::{Duration, Instant};
     let proxy = Proxy::start(host_port(&common::pg_server())).await;
-    let mut env = common::Env::default();
-    env.pg_server = Some(through(&common::pg_server(), &proxy));
+    let env = common::Env {
+        pg_server: Some(through(&common::pg_server(), &proxy)),
+        ..Default::default()
+    };
     let app = TestApp::spawn_with(env).await;
     let (_, auth) = app.new_user().await;
     assert_eq!(app.charge(&auth, 1000).await.0, StatusCode::OK);

@@ -23,7 +23,7 @@ pub(super) async fn confirmed(
     user_id: i64,
     id: i64,
 ) -> Result<Option<ReservationView>> {
-    Ok(sqlx::query_as(
+    sqlx::query_as(
         "SELECT id, concert_schedule_id AS schedule_id, seat_id, seat_no::bigint AS seat_no,
                 price, status, COALESCE(expires_at, confirmed_at) AS expires_at
            FROM reservation WHERE id = $1 AND user_id = $2",
@@ -32,7 +32,7 @@ pub(super) async fn confirmed(
     .bind(user_id)
     .fetch_optional(&app.pg)
     .deadline()
-    .await?)
+    .await
 }
 
 /// Reads a reservation for its owner.

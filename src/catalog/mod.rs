@@ -162,7 +162,7 @@ impl SeatPlan {
 /// tells the caches.)
 pub async fn create_concert(pg: &PgPool, new: NewConcert) -> Result<Concert> {
     let new = new.validated()?;
-    Ok(sqlx::query_as(
+    sqlx::query_as(
         "INSERT INTO concert (title, artist, description) VALUES ($1, $2, $3)
          RETURNING id, title, artist, description",
     )
@@ -171,7 +171,7 @@ pub async fn create_concert(pg: &PgPool, new: NewConcert) -> Result<Concert> {
     .bind(&new.description)
     .fetch_one(pg)
     .deadline()
-    .await?)
+    .await
 }
 
 /// Every concert, by id; read through the cache.
