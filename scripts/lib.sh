@@ -76,3 +76,18 @@ pg_cluster_start() {
     "-c port=$port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sockets$opts" \
     start >/dev/null
 }
+
+# The test runners' clean-up (tests/browser, tests/openapi, tests/prometheus).
+stop_pid() { # stop_pid PID: TERM, up to 5 s, then KILL
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
+drop_test_data() { # drop_test_data BASE_PG DB PREFIX: the run's database and Redis keys
+  psql -q "$1/postgres" -c "DROP DATABASE IF EXISTS \"$2\" WITH (FORCE)" >/dev/null 2>&1 ||
+    log "could not drop database $2"
+  redis-cli -u "$REDIS_URL" --scan --pattern "$3*" 2>/dev/null |
+    xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || log "could not delete keys $3*"
+}

@@ -45,15 +45,8 @@ SERVER_PID=
 
 cleanup() {
   local rc=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
-  psql -q "$BASE_PG/postgres" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 ||
-    log "could not drop database $DB"
-  redis-cli -u "$REDIS_URL" --scan --pattern "$PREFIX*" 2>/dev/null |
-    xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || log "could not delete keys $PREFIX*"
+  stop_pid "$SERVER_PID"
+  drop_test_data "$BASE_PG" "$DB" "$PREFIX"
   if [ "$rc" != 0 ]; then
     log "FAILED; the server's log (last lines of $OUT/server.log):"
     tail -n 30 "$OUT/server.log" >&2 || true

@@ -66,21 +66,11 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/boxoffice-prometheus.XXXXXX")
 SERVER_PID=
 PROM_PID=
 
-stop_pid() { # stop_pid PID: TERM, up to 5 s, then KILL
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$?
   stop_pid "$PROM_PID"
   stop_pid "$SERVER_PID"
-  psql -q "$BASE_PG/postgres" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 ||
-    log "could not drop database $DB"
-  redis-cli -u "$REDIS_URL" --scan --pattern "$PREFIX*" 2>/dev/null |
-    xargs -r -d '\n' -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || log "could not delete keys $PREFIX*"
+  drop_test_data "$BASE_PG" "$DB" "$PREFIX"
   rm -rf "$TMP"
   if [ "$rc" != 0 ]; then
     log "FAILED; last lines of $OUT/server.log and $OUT/prometheus.log:"
