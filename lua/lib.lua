@@ -158,8 +158,11 @@ local function render_view(room, now)
   if room.total == 0 then
     left = -1
   end
-  local view = table.concat({room_state(room, now), room.opens, left, room.rate, room.cap,
-    room.ttl, room.msg}, '|')
+  -- Numbers as integers: past 1e14 (opens_at after the year 5138, in ms)
+  -- Lua would write `2.2573710039044e+14`, which the service cannot read.
+  local view = table.concat({room_state(room, now), string.format('%d', room.opens),
+    string.format('%d', left), string.format('%d', room.rate), string.format('%d', room.cap),
+    string.format('%d', room.ttl), room.msg}, '|')
   room.view = view
   redis.call('HSET', room.key, RM_VIEW, view)
   return view

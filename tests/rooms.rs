@@ -697,3 +697,19 @@ async fn first_estimates_are_close_to_the_wait() {
         worst * 100.0
     );
 }
+
+/// An opening far in the future (any RFC 3339 year up to 9999 is accepted)
+/// is written into the room's view as a whole number: Lua once wrote
+/// `2.2573710039044e+14`, and every join of that room was a 500 (schemathesis
+/// found it).
+#[tokio::test]
+async fn an_opening_in_a_far_year_still_serves_joins() {
+    let app = TestApp::spawn_with(env(&[])).await;
+    let (concert, _) = app.new_concert(5, 100).await;
+    patched(&app, concert, json!({"opens_at": "9123-01-01T00:00:00Z"})).await;
+    let (_, auth) = app.new_user().await;
+    let (status, joined) = join(&app, &auth, concert).await;
+    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    assert_eq!(joined["room_state"], "SCHEDULED");
+    assert_eq!(joined["opens_at"], "9123-01-01T00:00:00Z");
+}
