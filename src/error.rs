@@ -232,7 +232,11 @@ impl From<fred::error::Error> for Error {
                 Error::Unavailable(format!("redis: {e}"))
             }
             // BUSY, LOADING, MASTERDOWN and OOM are server states that pass.
+            // "Failed to route command." is fred's answer (kind Unknown) to a
+            // command sent while no connection is up, between a Redis going
+            // away and the reconnection: an outage, not a bug.
             _ if [
+                "Failed to route",
                 "BUSY",
                 "LOADING",
                 "MASTERDOWN",
@@ -273,5 +277,27 @@ mod tests {
         assert!(is_transient_sqlstate("08006"));
         assert!(is_transient_sqlstate("57P01"));
         assert!(!is_transient_sqlstate("23505"));
+    }
+
+    /// fred's answers while Redis is away are 503s; a script's own error is not.
+    #[test]
+    fn redis_outage_answers_are_unavailable() {
+        use fred::error::{Error as Fred, ErrorKind};
+        for e in [
+            Fred::new(ErrorKind::Unknown, "Failed to route command."),
+            Fred::new(ErrorKind::Routing, "Failed to route command."),
+            Fred::new(ErrorKind::IO, "Broken pipe"),
+            Fred::new(
+                ErrorKind::Unknown,
+                "LOADING Redis is loading the dataset in memory",
+            ),
+        ] {
+            assert!(matches!(Error::from(e), Error::Unavailable(_)));
+        }
+        let e = Fred::new(
+            ErrorKind::Unknown,
+            "ERR user_script:12: attempt to index a nil value",
+        );
+        assert!(matches!(Error::from(e), Error::Internal(_)));
     }
 }
