@@ -22,7 +22,7 @@ RECORD ?=
 # `make bench DRIVER=k6` drives the HTTP side with k6 instead of wrk; DRIVER=both runs both and compares them.
 DRIVER ?= wrk
 
-.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke lint conformance bench spike scale stop-services clean
+.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke chaos lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
@@ -33,6 +33,8 @@ help:
 	@echo "make test-prometheus  only the dashboard and alerts against a real Prometheus (make test runs it too)"
 	@echo "make k6-smoke       every k6 script of loadtest/k6/ for a few seconds (make test runs it too)"
 	@echo "make test-openapi   only schemathesis against the live server's /openapi.json (make test runs it too)"
+	@echo "make chaos          only the fault tests under load (tests/chaos.rs: kill -9 in a payment burst,"
+	@echo "                    Redis SHUTDOWN NOSAVE, Postgres frozen), with their figures; make test runs them too"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
@@ -69,6 +71,12 @@ test: services browser-tools prometheus-tools
 	  loadtest/k6-smoke.sh || failed="$${failed:+$$failed, }the k6 smoke"; \
 	  { $(BUILD) && tests/openapi/run.sh; } || failed="$${failed:+$$failed, }the OpenAPI test"; \
 	  [ -z "$$failed" ] || { echo "make test: failed: $$failed" >&2; exit 1; }
+
+# The fault tests under load, alone and with each story's figures printed
+# (`make test` runs them too, inside cargo test). About a minute.
+chaos: services
+	@$(ENV); cargo test --release --locked --test chaos -- --nocapture 2>&1 \
+	  | grep -E '^(chaos |test |test result)|panicked|assert'
 
 # The fan page in headless Chromium against the release binary (about a minute).
 test-browser: services browser-tools

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod proxy;
 pub mod raw;
 
@@ -130,6 +131,22 @@ impl TestApp {
     pub async fn sibling(&self, mut env: Env) -> TestApp {
         env.share = Some((self.db_name.clone(), self.prefix.clone()));
         Self::spawn_with(env).await
+    }
+
+    /// This app's storage served at `base` (a [`process::Process`]): the
+    /// helpers then talk to that server; this app keeps owning the storage.
+    pub fn at(&self, base: &str) -> TestApp {
+        TestApp {
+            base: base.to_owned(),
+            http: self.http.clone(),
+            pg: self.pg.clone(),
+            db_name: self.db_name.clone(),
+            prefix: self.prefix.clone(),
+            instance_id: String::new(),
+            owns_storage: false,
+            stop: None,
+            server: None,
+        }
     }
 
     /// Stops the server gracefully (as on SIGTERM) and waits until it is done.
