@@ -22,7 +22,7 @@ RECORD ?=
 # `make bench DRIVER=k6` drives the HTTP side with k6 instead of wrk; DRIVER=both runs both and compares them.
 DRIVER ?= wrk
 
-.PHONY: help services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke chaos lint conformance bench spike scale stop-services clean
+.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke chaos lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
@@ -43,6 +43,9 @@ help:
 	@echo "make scale          Redis memory and latency with 1 000 000 waiting (SCALE_WAITING)"
 	@echo "                    bench/spike/scale write loadtest/out/; RECORD=1 also updates loadtest/RESULTS.md"
 	@echo "make stop-services  stop the project-local Redis/Postgres"
+	@echo "make cluster        a local Redis Cluster: 3 masters + 3 replicas on 127.0.0.1:7000-7005"
+	@echo "                    (CLUSTER_PORT_BASE); its URL in .dev/cluster/env as REDIS_CLUSTER_URL"
+	@echo "make stop-cluster   stop the local Redis Cluster and remove its node configs"
 
 services:
 	@scripts/services.sh
@@ -128,5 +131,13 @@ scale: services
 stop-services:
 	@scripts/services.sh stop
 
-clean: stop-services
+# A local Redis Cluster from the installed redis-server (scripts/cluster.sh: also
+# status, url and failover-kill PORT). A no-op when it already answers with state ok.
+cluster:
+	@scripts/cluster.sh
+
+stop-cluster:
+	@scripts/cluster.sh stop
+
+clean: stop-services stop-cluster
 	rm -rf .dev target
