@@ -15,6 +15,9 @@
 #   scripts/cluster.sh stop             shut every node down and remove the node configs
 #   scripts/cluster.sh status           each node's role, state and slots; exit 1 unless ok
 #   scripts/cluster.sh url              print the URL (the cluster need not be up)
+#   scripts/cluster.sh masters          print the masters now, host:port,host:port (they move
+#                                       with failovers; .dev/cluster/env has them as
+#                                       REDIS_CLUSTER_NODES, as of the last start)
 #   scripts/cluster.sh failover-kill PORT
 #                                       kill -9 the master on PORT and wait until one of its
 #                                       replicas is promoted and the cluster is ok again;
@@ -22,7 +25,10 @@
 #                                       how long the promotion took (stderr)
 #
 # cluster-node-timeout is short (CLUSTER_NODE_TIMEOUT, 2000 ms), so a killed
-# master's replica takes over within a few seconds.
+# master's replica takes over within a few seconds. CLUSTER_LAYOUT=interleaved
+# deals the slots to the masters round-robin (slot s to master s mod 3) instead
+# of redis-cli --cluster create's three contiguous ranges (stop the cluster
+# first to change it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,6 +39,8 @@ LOG_NAME=cluster
 
 BASE=${CLUSTER_PORT_BASE:-7000}
 NODE_TIMEOUT=${CLUSTER_NODE_TIMEOUT:-2000}
+LAYOUT=${CLUSTER_LAYOUT:-create}
+[[ $LAYOUT == create || $LAYOUT == interleaved ]] || die "CLUSTER_LAYOUT is create (the default) or interleaved, not $LAYOUT"
 DIR=$ROOT/.dev/cluster
 HOST=127.0.0.1
 { [[ $BASE =~ ^[0-9]+$ ]] && [ "$BASE" -ge 1024 ] && [ "$BASE" -le 55529 ]; } ||
@@ -122,6 +130,7 @@ reset_nodes() {
 }
 
 create() {
+  if [ "$LAYOUT" = interleaved ]; then create_interleaved; return; fi
   local addrs=() p
   for p in "${PORTS[@]}"; do addrs+=("$HOST:$p"); done
   log "creating the cluster: masters ${PORTS[*]:0:3}, one replica each (${PORTS[*]:3:3})"
@@ -129,9 +138,55 @@ create() {
     die "redis-cli --cluster create failed; see $DIR/create.log"
 }
 
+# CLUSTER_LAYOUT=interleaved: slot s to master s mod 3 instead of three
+# contiguous ranges, by hand (MEET, ADDSLOTS, REPLICATE), as `--cluster
+# create` cannot. Which master a concert lands on is still its tag's CRC16;
+# only the slot map differs (for sequential ids 1..30: 9/11/10 concerts per
+# master here, 14/8/8 with contiguous ranges).
+create_interleaved() {
+  local i p id slots
+  log "creating the cluster by hand: slots dealt round-robin to masters ${PORTS[*]:0:3}, one replica each (${PORTS[*]:3:3})"
+  for i in 0 1 2 3 4 5; do cli "${PORTS[$i]}" cluster set-config-epoch $((i + 1)) >/dev/null; done
+  for p in "${PORTS[@]:1}"; do cli "$p" cluster meet "$HOST" "${PORTS[0]}" >/dev/null; done
+  for i in 0 1 2; do
+    slots=$(seq "$i" 3 16383 | tr '\n' ' ')
+    # shellcheck disable=SC2086 # one argument per slot
+    [ "$(cli "${PORTS[$i]}" cluster addslots $slots)" = OK ] || die "CLUSTER ADDSLOTS failed on ${PORTS[$i]}"
+  done
+  for _ in $(seq 100); do
+    local all=1
+    for p in "${PORTS[@]}"; do [ "$(info_field "$p" cluster_known_nodes)" = 6 ] || { all=; break; }; done
+    [ -n "$all" ] && break
+    sleep 0.1
+  done
+  for i in 0 1 2; do
+    id=$(cli "${PORTS[$i]}" cluster myid | tr -d '\r')
+    for _ in $(seq 50); do
+      [ "$(cli "${PORTS[$((i + 3))]}" cluster replicate "$id")" = OK ] && continue 2
+      sleep 0.1
+    done
+    die "node ${PORTS[$((i + 3))]} would not replicate ${PORTS[$i]}"
+  done
+}
+
+# The masters now (they move with failovers), as host:port,host:port.
+masters() {
+  local p
+  for p in "${PORTS[@]}"; do
+    answers "$p" || continue
+    cli "$p" cluster nodes | tr -d '\r' |
+      awk '$3 ~ /master/ && $3 !~ /fail/ && $8 == "connected" && NF > 8 {split($2, a, "@"); print a[1]}' | sort -t: -k2 -n | paste -sd,
+    return 0
+  done
+}
+
 write_env() {
   mkdir -p "$DIR"
-  printf "export REDIS_CLUSTER_URL='%s'\n" "$URL" >"$DIR/env"
+  {
+    printf "export REDIS_CLUSTER_URL='%s'\n" "$URL"
+    # For ../shared/conformance/contract.py, which cleans keys master by master.
+    printf "export REDIS_CLUSTER_NODES='%s'\n" "$(masters)"
+  } >"$DIR/env"
 }
 
 start() {
@@ -231,6 +286,7 @@ case "${1:-start}" in
   stop) stop ;;
   status) status ;;
   url) echo "$URL" ;;
+  masters) masters ;;
   failover-kill) failover_kill "${2:-}" ;;
-  *) die "unknown argument $1 (start, stop, status, url or failover-kill PORT)" ;;
+  *) die "unknown argument $1 (start, stop, status, url, masters or failover-kill PORT)" ;;
 esac
