@@ -132,10 +132,18 @@ impl Config {
                 v.parse::<SocketAddr>().map_err(|e| e.to_string())
             })?,
             redis_url: parse(&get, "REDIS_URL", "redis://127.0.0.1:6379", |v| {
-                if v.starts_with("redis://") || v.starts_with("rediss://") {
+                // fred's URL forms: one server, or a Redis Cluster given by
+                // seed nodes (`redis-cluster://h:7000?node=h:7001&node=h:7002`).
+                let schemes = [
+                    "redis://",
+                    "rediss://",
+                    "redis-cluster://",
+                    "rediss-cluster://",
+                ];
+                if schemes.iter().any(|s| v.starts_with(s)) {
                     Ok(v.to_owned())
                 } else {
-                    Err("must start with redis:// or rediss://".into())
+                    Err("must start with redis://, rediss:// or redis-cluster://".into())
                 }
             })?,
             database_url: parse(

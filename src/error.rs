@@ -235,8 +235,12 @@ impl From<fred::error::Error> for Error {
             // "Failed to route command." is fred's answer (kind Unknown) to a
             // command sent while no connection is up, between a Redis going
             // away and the reconnection: an outage, not a bug.
+            // "Too many failed write attempts." is a command redirected
+            // (MOVED/ASK while a cluster's slots move or after a failover)
+            // with no attempt left: it was not run, as with an IO error.
             _ if [
                 "Failed to route",
+                "Too many failed write attempts",
                 "BUSY",
                 "LOADING",
                 "MASTERDOWN",
@@ -287,6 +291,8 @@ mod tests {
             Fred::new(ErrorKind::Unknown, "Failed to route command."),
             Fred::new(ErrorKind::Routing, "Failed to route command."),
             Fred::new(ErrorKind::IO, "Broken pipe"),
+            Fred::new(ErrorKind::Unknown, "Too many failed write attempts."),
+            Fred::new(ErrorKind::Cluster, "CLUSTERDOWN The cluster is down"),
             Fred::new(
                 ErrorKind::Unknown,
                 "LOADING Redis is loading the dataset in memory",

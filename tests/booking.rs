@@ -998,6 +998,9 @@ async fn holds_need_no_postgres_and_a_payment_during_an_outage_is_a_clean_503() 
 
 #[tokio::test]
 async fn a_redis_outage_gives_503s_and_changes_nothing() {
+    if common::skipped_on_a_cluster() {
+        return;
+    }
     let proxy = Proxy::start(host_port(&common::redis_url())).await;
     let mut e = env(&[]);
     e.redis_url = Some(through(&common::redis_url(), &proxy));

@@ -164,6 +164,9 @@ async fn postgres_outage_gives_503_and_recovers() {
 
 #[tokio::test]
 async fn redis_outage_makes_ready_503_and_recovers() {
+    if common::skipped_on_a_cluster() {
+        return;
+    }
     let proxy = Proxy::start(host_port(&redis_url())).await;
     let env = Env {
         redis_url: Some(through(&redis_url(), &proxy)),
@@ -199,6 +202,9 @@ async fn redis_outage_makes_ready_503_and_recovers() {
 /// and becomes ready when Redis appears, loading its scripts then.
 #[tokio::test]
 async fn starts_without_redis_and_becomes_ready_when_it_appears() {
+    if common::skipped_on_a_cluster() {
+        return;
+    }
     let proxy = Proxy::start(host_port(&redis_url())).await;
     proxy.cut();
     let env = Env {

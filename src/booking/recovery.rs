@@ -1,12 +1,16 @@
 //! SOLD seats in Redis, rebuilt from Postgres, so that a Redis restart or flush
 //! never offers a sold seat again.
 //!
-//! - At start, and whenever the marker `{prefix}:{sold}:rebuilt` does not name the
-//!   running Redis (`run_id`: gone after a flush or a restart without
-//!   persistence; another run after a restart from a snapshot), every CONFIRMED
-//!   reservation marks its seat in the schedule's SOLD bitmap. The marker is set
-//!   only when a rebuild ran to its end with no flush in between (a nonce key
-//!   that must survive it), so a rebuild cut short is done again.
+//! - At start, and every [`INTERVAL`], each concert's marker
+//!   (`{prefix}:{c:<id>}:sold:rebuilt`, in the concert's slot) is compared,
+//!   inside a script on the node that holds the concert, with that node's
+//!   `run_id`: gone after a flush, another run after a restart without its
+//!   data or from an older snapshot, or after a replica was promoted in a
+//!   Redis Cluster. Every concert whose marker does not match has each of its
+//!   CONFIRMED reservations marked in its schedule's SOLD bitmap; on a cluster
+//!   only the concerts of the master that lost its data are rebuilt. A marker
+//!   is set only when its rebuild ran to its end with no flush in between (a
+//!   nonce key that must survive it), so a rebuild cut short is done again.
 //! - Every `SOLD_CATCH_UP_SECS` (30 s), and at start, the sales confirmed since
 //!   the durable watermark (table `sold_watermark`: the last sale marked, less
 //!   [`CATCH_UP_MARGIN`]) are marked again: a sale whose server died between its
@@ -24,7 +28,7 @@
 use crate::AppState;
 use crate::error::Result;
 use crate::store::postgres::{BULK_DEADLINE, Deadline};
-use crate::store::scripts::{self, Sale, Script};
+use crate::store::scripts::{self, Sale, Script, SoldCheckVerdict};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,15 +45,24 @@ const CATCH_UP_MARGIN: Duration = Duration::from_secs(60);
 const REBUILD_NONCE_TTL: Duration = Duration::from_secs(600);
 /// Sales per script call.
 const CHUNK: usize = 2500;
+/// Concerts whose markers are checked at once (auto-pipelined, one round trip).
+const CHECKS_AT_ONCE: usize = 500;
 
 /// Marks the seats of every sale confirmed after `since` (all sales for `None`)
-/// SOLD in Redis, then moves the watermark to the last of them. Returns how
-/// many bits were newly set.
-pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u64> {
+/// of `concerts` (every concert for `None`) SOLD in Redis; when every concert
+/// was marked, moves the watermark to the last of them. Returns how many bits
+/// were newly set.
+pub async fn mark_sold(
+    app: &AppState,
+    since: Option<DateTime<Utc>>,
+    concerts: Option<&[i64]>,
+) -> Result<u64> {
     let rows: Vec<(i64, i64, i64, i64, DateTime<Utc>)> = sqlx::query_as(
         "WITH sold AS (
              SELECT id, seat_id, concert_schedule_id, confirmed_at FROM reservation
               WHERE status = 'CONFIRMED' AND ($1::timestamptz IS NULL OR confirmed_at > $1)
+                AND ($2::bigint[] IS NULL OR concert_schedule_id IN (
+                     SELECT id FROM concert_schedule WHERE concert_id = ANY($2)))
          ), seats AS (
              SELECT id, concert_schedule_id,
                     row_number() OVER (PARTITION BY concert_schedule_id ORDER BY seat_no) - 1 AS idx
@@ -62,6 +75,7 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
            JOIN concert_schedule cs ON cs.id = sold.concert_schedule_id",
     )
     .bind(since)
+    .bind(concerts)
     .fetch_all(&app.pg)
     .deadline_of(BULK_DEADLINE)
     .await?;
@@ -93,7 +107,8 @@ pub async fn mark_sold(app: &AppState, since: Option<DateTime<Utc>>) -> Result<u
     if fresh > 0 {
         metrics::counter!("sold_seats_rebuilt_total").increment(fresh);
     }
-    if let Some(last) = last {
+    // A rebuild of some concerts says nothing of the others' recent sales.
+    if let (Some(last), None) = (last, concerts) {
         sqlx::query(
             "UPDATE sold_watermark SET confirmed_at = $1
               WHERE confirmed_at IS NULL OR confirmed_at < $1",
@@ -119,46 +134,69 @@ async fn catch_up_from(app: &AppState) -> Result<Option<DateTime<Utc>>> {
     Ok(watermark.map(|at| at - margin))
 }
 
-/// A full rebuild, by one server at a time (the nonce is taken with `NX`);
-/// sets the marker when it ran to its end undisturbed.
-async fn rebuild(app: &AppState, run_id: &str) -> Result<()> {
+/// Rebuilds the SOLD seats of every concert whose marker does not name the
+/// Redis node holding it (all of them when `force`), each by one server at a
+/// time; a concert's marker is set when its rebuild ran to its end
+/// undisturbed. Returns how many concerts were rebuilt.
+async fn rebuild_stale(app: &AppState, force: bool) -> Result<usize> {
+    let concerts: Vec<i64> = sqlx::query_scalar("SELECT id FROM concert ORDER BY id")
+        .fetch_all(&app.pg)
+        .deadline()
+        .await?;
     let nonce = uuid::Uuid::new_v4().to_string();
-    if !app
-        .redis
-        .begin_sold_rebuild(&app.keys, &nonce, REBUILD_NONCE_TTL)
-        .await?
-    {
-        // Another server is rebuilding; the next round looks at the marker again.
-        return Ok(());
+    let nonce = nonce.as_str();
+    let mut stale = Vec::new();
+    for chunk in concerts.chunks(CHECKS_AT_ONCE) {
+        let checks = chunk.iter().map(|&concert_id| async move {
+            let keys = app.keys.booking(concert_id);
+            let verdict = scripts::SoldCheck {
+                keys: &keys,
+                nonce,
+                nonce_ttl: REBUILD_NONCE_TTL,
+                force,
+            }
+            .run(&app.redis)
+            .await?;
+            Ok::<_, crate::error::Error>((concert_id, verdict))
+        });
+        for checked in futures::future::join_all(checks).await {
+            let (concert_id, verdict) = checked?;
+            // Busy: another server is rebuilding it; the next round looks again.
+            if verdict == SoldCheckVerdict::Rebuild {
+                stale.push(concert_id);
+            }
+        }
     }
-    let fresh = mark_sold(app, None).await?;
-    let done = scripts::SoldRebuilt {
-        keys: &app.keys,
-        nonce: &nonce,
-        run_id,
+    if stale.is_empty() {
+        return Ok(0);
     }
-    .run(&app.redis)
-    .await?;
-    if done {
-        tracing::info!(
-            newly_marked = fresh,
-            "SOLD seats rebuilt in Redis from Postgres"
-        );
+    let fresh = mark_sold(app, None, Some(&stale)).await?;
+    let mut done = 0;
+    for &concert_id in &stale {
+        let keys = app.keys.booking(concert_id);
+        if (scripts::SoldRebuilt { keys: &keys, nonce })
+            .run(&app.redis)
+            .await?
+        {
+            done += 1;
+        }
     }
-    Ok(())
+    tracing::info!(
+        concerts = stale.len(),
+        marked = done,
+        newly_marked = fresh,
+        "SOLD seats rebuilt in Redis from Postgres"
+    );
+    Ok(stale.len())
 }
 
-/// One round: a full rebuild when the marker says so (or `force`), else the
-/// catch-up of recent sales when `catch_up`.
+/// One round: the rebuild of every concert whose marker says so (all when
+/// `force`), then the catch-up of recent sales when `catch_up`.
 async fn round(app: &AppState, force: bool, catch_up: bool) -> Result<()> {
-    let run_id = app.redis.run_id().await?;
-    let marker = app.redis.sold_rebuilt_for(&app.keys).await?;
-    if force || marker.as_deref() != Some(run_id.as_str()) {
-        return rebuild(app, &run_id).await;
-    }
+    rebuild_stale(app, force).await?;
     if catch_up {
         let since = catch_up_from(app).await?;
-        let fresh = mark_sold(app, since).await?;
+        let fresh = mark_sold(app, since, None).await?;
         if fresh > 0 {
             tracing::warn!(seats = fresh, "sales missing in Redis marked SOLD");
         }

@@ -44,20 +44,6 @@ impl Keys {
         }
     }
 
-    /// Marker: the run id of the Redis server whose SOLD seats were rebuilt from
-    /// Postgres. Gone (a restart without persistence, a flush) or naming another
-    /// run (a restart from an older snapshot) means "rebuild them now".
-    pub fn sold_rebuilt(&self) -> String {
-        format!("{}:{{sold}}:rebuilt", self.prefix)
-    }
-
-    /// The nonce of a rebuild in progress (one server at a time): the marker is
-    /// set only if it is still there when the rebuild ends (no flush in
-    /// between). Same hash tag as the marker, so one script checks and sets.
-    pub fn sold_rebuilding(&self) -> String {
-        format!("{}:{{sold}}:rebuilding", self.prefix)
-    }
-
     /// The set of concerts whose queues the admission worker visits.
     pub fn queued_concerts(&self) -> String {
         format!("{}:queues", self.prefix)
@@ -172,6 +158,19 @@ impl BookingKeys {
     /// The concert's hash tag, the start of every key below.
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+    /// Marker: the run id of the Redis node whose SOLD bitmaps of this concert
+    /// were rebuilt from Postgres. Gone (a flush) or naming another run (a
+    /// restart without its data, a promoted replica) means "rebuild them now".
+    /// In the concert's slot, so it lives and dies with the bitmaps it vouches
+    /// for, on whichever master holds them.
+    pub fn sold_rebuilt(&self) -> String {
+        format!("{}:sold:rebuilt", self.tag)
+    }
+    /// The nonce of a rebuild in progress (one server at a time): the marker is
+    /// set only if it is still there when the rebuild ends (no flush between).
+    pub fn sold_rebuilding(&self) -> String {
+        format!("{}:sold:rebuilding", self.tag)
     }
     /// Bitmap: bit `i` is set when the schedule's `i`-th seat (by seat_no) is SOLD.
     pub fn sold(&self, schedule_id: i64) -> String {

@@ -12,13 +12,16 @@ use super::keys::{BookingKeys, Keys};
 use super::scripts::{self, ReservationRecord, Script};
 use crate::error::{Error, Result};
 use fred::prelude::*;
-use fred::types::{Expiration, SetOptions};
+use fred::types::config::{ClusterDiscoveryPolicy, UnresponsiveConfig};
 use std::time::Duration;
 
 /// How long a command may wait, including time queued while reconnecting, before
 /// it fails and the request gets a `503`.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection may leave a command unanswered before it is closed
+/// and made again (longer than any command may take).
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(5);
 /// Delay between reconnection attempts while Redis is down.
 const RECONNECT_DELAY_MS: u32 = 250;
 
@@ -31,8 +34,20 @@ impl Redis {
     /// Builds the client and starts connecting in the background. Never waits for
     /// Redis: a server that starts during a Redis outage serves `/health`, answers
     /// `503` where Redis is needed, and recovers when Redis returns.
+    ///
+    /// A `redis-cluster://` URL names seed nodes of a Redis Cluster: fred asks
+    /// one of them for the slot map, connects to every master, routes each
+    /// script to its first key's slot (every key of a script shares one: see
+    /// `keys.rs`), and after a failover finds the promoted replica by itself.
     pub fn connect(url: &str) -> Result<Self, fred::error::Error> {
-        let config = Config::from_url(url)?;
+        let mut config = Config::from_url(url)?;
+        if config.server.is_clustered() {
+            // After a failover the seeds may be the dead nodes: also try the
+            // nodes of the last known slot map.
+            config
+                .server
+                .set_cluster_discovery_policy(ClusterDiscoveryPolicy::UseCache)?;
+        }
         let pool = Builder::from_config(config)
             .with_config(|c| c.fail_fast = false)
             .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
@@ -42,6 +57,13 @@ impl Redis {
                 // A command whose connection dropped is not sent again: a script
                 // may already have run, and its caller decides what a retry means.
                 c.max_command_attempts = 1;
+                // A server that stops answering without closing its socket (a
+                // frozen or partitioned master) is dropped and reconnected, so
+                // a cluster's promoted replica is found instead of waiting on it.
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_AFTER),
+                    interval: Duration::from_secs(1),
+                };
             })
             .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS))
             .build_pool(1)?;
@@ -155,44 +177,6 @@ impl Redis {
             .hmget(keys.reservation(id), ReservationRecord::FIELDS.to_vec())
             .await?;
         ReservationRecord::from_fields(id, &fields)
-    }
-
-    /// The running Redis server's `run_id` (new at every Redis start).
-    pub async fn run_id(&self) -> Result<String> {
-        let info: String = self
-            .client()
-            .custom(fred::cmd!("INFO"), vec!["server"])
-            .await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|id| id.trim().to_owned())
-            .ok_or_else(|| Error::Internal("redis INFO has no run_id".into()))
-    }
-
-    /// The run id the SOLD seats were last rebuilt for, if any.
-    pub async fn sold_rebuilt_for(&self, keys: &Keys) -> Result<Option<String>> {
-        Ok(self.client().get(keys.sold_rebuilt()).await?)
-    }
-
-    /// Takes the right to rebuild SOLD seats (one server at a time) with this
-    /// rebuild's `nonce`, for `ttl`; `false` if another server has it.
-    pub async fn begin_sold_rebuild(
-        &self,
-        keys: &Keys,
-        nonce: &str,
-        ttl: Duration,
-    ) -> Result<bool> {
-        let taken: Option<String> = self
-            .client()
-            .set(
-                keys.sold_rebuilding(),
-                nonce,
-                Some(Expiration::EX(ttl.as_secs().max(1) as i64)),
-                Some(SetOptions::NX),
-                false,
-            )
-            .await?;
-        Ok(taken.is_some())
     }
 
     pub async fn quit(&self) {

@@ -10,7 +10,7 @@ use super::{Fields, KeyCount, Lua, Script, lua, one_int, shape};
 use crate::error::{Error, Result};
 use crate::limits::{Limit, Rate};
 use crate::queue::QueueToken;
-use crate::store::keys::{BookingKeys, Keys};
+use crate::store::keys::BookingKeys;
 use fred::types::Value;
 
 /// Reads the first item of a gated script's reply: the gate's verdict.
@@ -502,12 +502,61 @@ impl Script for SoldMark<'_> {
     }
 }
 
-/// `sold_rebuilt.lua`: a full SOLD rebuild ended; the marker names the running
-/// Redis if no flush fell in between.
-pub struct SoldRebuilt<'a> {
-    pub keys: &'a Keys,
+/// What `sold_check.lua` found for a concert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoldCheckVerdict {
+    /// The marker names the node's running Redis: nothing to do.
+    Current,
+    /// The rebuild is this server's (its nonce taken): rebuild now.
+    Rebuild,
+    /// Another server is rebuilding the concert.
+    Busy,
+}
+
+/// `sold_check.lua`: whether a concert's SOLD seats must be rebuilt on the node
+/// that holds them, taking the rebuild if so.
+pub struct SoldCheck<'a> {
+    pub keys: &'a BookingKeys,
     pub nonce: &'a str,
-    pub run_id: &'a str,
+    pub nonce_ttl: std::time::Duration,
+    /// Rebuild whatever the marker says.
+    pub force: bool,
+}
+
+impl Script for SoldCheck<'_> {
+    type Reply = SoldCheckVerdict;
+
+    fn lua() -> &'static Lua {
+        lua!("sold_check.lua", KeyCount::Exactly(2))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.keys.sold_rebuilt(), self.keys.sold_rebuilding()]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            self.nonce.to_owned(),
+            self.nonce_ttl.as_millis().max(1).to_string(),
+            if self.force { "1" } else { "0" }.to_owned(),
+        ]
+    }
+
+    fn reply(value: Value) -> Result<SoldCheckVerdict> {
+        match value.as_str().as_deref() {
+            Some("current") => Ok(SoldCheckVerdict::Current),
+            Some("rebuild") => Ok(SoldCheckVerdict::Rebuild),
+            Some("busy") => Ok(SoldCheckVerdict::Busy),
+            _ => Err(shape("sold_check", &value)),
+        }
+    }
+}
+
+/// `sold_rebuilt.lua`: a concert's SOLD rebuild ended; its marker names the
+/// node's running Redis if no flush fell in between.
+pub struct SoldRebuilt<'a> {
+    pub keys: &'a BookingKeys,
+    pub nonce: &'a str,
 }
 
 impl Script for SoldRebuilt<'_> {
@@ -523,7 +572,7 @@ impl Script for SoldRebuilt<'_> {
     }
 
     fn args(&self) -> Vec<String> {
-        vec![self.nonce.to_owned(), self.run_id.to_owned()]
+        vec![self.nonce.to_owned()]
     }
 
     fn reply(value: Value) -> Result<bool> {
