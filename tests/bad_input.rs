@@ -21,6 +21,7 @@ type Case<'a> = (
 const GET: Method = Method::GET;
 const POST: Method = Method::POST;
 const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
 
 #[tokio::test]
 async fn every_bad_input_is_a_clear_4xx_that_changes_nothing() {
@@ -91,6 +92,9 @@ async fn every_bad_input_is_a_clear_4xx_that_changes_nothing() {
         // POST /users
         ("users: malformed json", POST, "/users", &[], 400, "invalid_request", "{"),
         ("users: not an object",  POST, "/users", &[], 400, "invalid_request", "[]"),
+        // GET, DELETE /queue/tokens/{token}: a token that is not UTF-8 once decoded
+        ("queue token read: not UTF-8",  GET,    "/queue/tokens/%FF", &[u], 400, "invalid_request", ""),
+        ("queue token leave: not UTF-8", DELETE, "/queue/tokens/%FF", &[u], 400, "invalid_request", ""),
         // GET /balance
         ("balance: no token", GET, "/balance", &[], 401, "unauthorized", ""),
         // POST /balance/charge

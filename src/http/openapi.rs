@@ -521,6 +521,29 @@ mod tests {
         }
     }
 
+    /// A path parameter that does not decode is a `400` from the extractor,
+    /// whatever the parameter's type: `/queue/tokens/%FF` is not UTF-8.
+    #[test]
+    fn every_operation_with_a_path_parameter_lists_400() {
+        let doc = document_value();
+        for (name, operation) in operations(&doc) {
+            let has_path_parameter = operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "path"));
+            if has_path_parameter {
+                let bad_request = &operation["responses"]["400"];
+                let codes = &resolve(&doc, bad_request)["x-error-codes"];
+                assert!(
+                    codes
+                        .as_array()
+                        .is_some_and(|c| c.contains(&"invalid_request".into())),
+                    "{name}: a path parameter, but no 400 invalid_request"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_reference_resolves() {
         fn walk<'a>(value: &'a Value, refs: &mut Vec<&'a str>) {

@@ -65,6 +65,7 @@ pub async fn join(
     params(("token" = String, Path, format = "uuid")),
     responses(
         (status = 200, description = "The token", body = TokenView),
+        (status = 400, response = errors::InvalidRequest),
         (status = 401, response = errors::Unauthorized),
         (status = 404, response = errors::QueueTokenNotFound),
         (status = 503, response = errors::Unavailable),
@@ -91,6 +92,7 @@ pub async fn status(
     params(("token" = String, Path, format = "uuid")),
     responses(
         (status = 204, description = "Left"),
+        (status = 400, response = errors::InvalidRequest),
         (status = 401, response = errors::Unauthorized),
         (status = 404, response = errors::QueueTokenNotFound),
         (status = 503, response = errors::Unavailable),
