@@ -1038,13 +1038,15 @@ async fn a_redis_outage_gives_503s_and_changes_nothing() {
 }
 
 /// A graceful shutdown (what SIGTERM and Ctrl-C start) lets a payment in
-/// flight finish its Postgres and Redis steps, and hands the admission lease to
-/// the other server at once.
+/// flight finish its Postgres and Redis steps, and hands its admission leases
+/// to the other server at once.
 #[tokio::test]
 async fn a_payment_in_flight_at_shutdown_completes_and_the_other_server_takes_over() {
     let mut a = spawn(&[]).await;
     let redis = common::redis().await;
-    let lease = a.keys().admission_lease();
+    let (concert, schedule) = a.new_concert(5, 1000).await;
+    let group = boxoffice::store::keys::admission_group(concert);
+    let lease = a.keys().admission_lease(group);
     let holder = |redis: fred::prelude::Client, lease: String| async move {
         let h: Option<String> = fred::interfaces::KeysInterface::get(&redis, &lease)
             .await
@@ -1056,9 +1058,8 @@ async fn a_payment_in_flight_at_shutdown_completes_and_the_other_server_takes_ov
             .then_some(())
     })
     .await;
-    assert!(first.is_some(), "a holds the admission lease");
+    assert!(first.is_some(), "a holds the concert's admission lease");
     let b = a.sibling(env(&[])).await;
-    let (concert, schedule) = a.new_concert(5, 1000).await;
     let payer = fan(&a, concert, 5000).await.expect("admitted");
     let r = held(&a, &payer, schedule, 2).await;
     // The payment waits on its balance row, which the test holds locked.

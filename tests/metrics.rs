@@ -115,6 +115,8 @@ async fn every_family_has_help_and_type_and_counters_start_at_zero() {
         "payments_total 1".to_owned(),
         "payments_won_total 100".to_owned(),
         "holds_total{result=\"ok\"} 1".to_owned(),
+        // One server: every admission group is its own.
+        "admission_leases_held 16".to_owned(),
     ] {
         assert!(text.contains(&series), "{series} missing");
     }

@@ -4,6 +4,7 @@
 mod common;
 
 use boxoffice::queue::QueueStatus;
+use boxoffice::store::keys::admission_group;
 use boxoffice::store::scripts::codes::token_field;
 use common::{Env, TestApp, assert_error, eventually, expect_status};
 use fred::prelude::*;
@@ -196,7 +197,8 @@ async fn admission_keeps_the_rate_and_the_cap() {
 }
 
 /// Two servers on one Redis admit at the configured rate, not twice it; when the
-/// lease holder dies, the other takes over within the API's 5 seconds.
+/// holder of the concert's group lease dies, the other takes over within the
+/// API's 5 seconds.
 #[tokio::test]
 async fn two_servers_admit_at_one_rate_and_hand_over() {
     let settings = [("ADMISSION_RATE", "5"), ("MAX_ACTIVE", "0")];
@@ -226,7 +228,8 @@ async fn two_servers_admit_at_one_rate_and_hand_over() {
     );
 
     let redis = common::redis().await;
-    let holder: String = redis.get(a.keys().admission_lease()).await.unwrap();
+    let lease = a.keys().admission_lease(admission_group(concert));
+    let holder: String = redis.get(&lease).await.unwrap();
     let survivor_is_b = holder == a.instance_id;
     assert!(holder == a.instance_id || holder == b.instance_id);
     if survivor_is_b {
@@ -243,7 +246,7 @@ async fn two_servers_admit_at_one_rate_and_hand_over() {
         took_over.is_some(),
         "nobody admitted within 5 s of the holder's death"
     );
-    let holder: String = redis.get(a.keys().admission_lease()).await.unwrap();
+    let holder: String = redis.get(&lease).await.unwrap();
     assert_eq!(
         holder,
         if survivor_is_b {
@@ -538,7 +541,10 @@ async fn a_lost_listing_heals_on_the_next_poll() {
     // on the worker's list and nothing says it should be.
     let redis = common::redis().await;
     let _: i64 = redis
-        .srem(app.keys().queued_concerts(), concert)
+        .srem(
+            app.keys().queued_concerts(admission_group(concert)),
+            concert,
+        )
         .await
         .unwrap();
     let _: i64 = redis.del(app.keys().queue(concert).listed()).await.unwrap();

@@ -406,9 +406,11 @@ async fn the_opening_happens_once_with_two_servers() {
         .filter(|s| !s.is_empty())
         .collect();
     assert!(bases.len() <= 1, "closed once: {bases:?}");
-    // The leader dies: the other takes over and everyone is admitted once.
+    // The server that admits this concert dies: the other takes over and
+    // everyone is admitted once.
+    let group = boxoffice::store::keys::admission_group(concert);
     let leader: Option<String> =
-        fred::interfaces::KeysInterface::get(&redis, a.keys().admission_lease())
+        fred::interfaces::KeysInterface::get(&redis, a.keys().admission_lease(group))
             .await
             .unwrap();
     let (mut dead, alive) = if leader.as_deref() == Some(a.instance_id.as_str()) {
@@ -429,7 +431,7 @@ async fn the_opening_happens_once_with_two_servers() {
     .await;
     assert!(all_in.is_some(), "all admitted after the hand-over");
     let took_over: Option<String> =
-        fred::interfaces::KeysInterface::get(&redis, alive.keys().admission_lease())
+        fred::interfaces::KeysInterface::get(&redis, alive.keys().admission_lease(group))
             .await
             .unwrap();
     assert_eq!(took_over.as_deref(), Some(alive.instance_id.as_str()));

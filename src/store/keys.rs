@@ -6,6 +6,20 @@
 //! All keys start with `REDIS_PREFIX`, so several deployments (or test runs) share
 //! one Redis safely. Keys of one concert carry the hash tag `{c:<concert_id>}` so
 //! that, on Redis Cluster, every script touching one concert lands on one slot.
+//! Admission is shared out by groups of concerts ([`admission_group`]): a
+//! group's lease and its set of queued concerts share the tag `{a:<group>}`, so
+//! the script that takes the lease also reads the set; the groups spread over
+//! the cluster's slots like the concerts do.
+
+/// How many admission groups the concerts are dealt into. Each group has one
+/// lease, so this bounds how many servers share the admission ticks; 16 spreads
+/// evenly enough over 2, 3 or 4 servers (8/8; 6/5/5; 4 each).
+pub const ADMISSION_GROUPS: i64 = 16;
+
+/// The admission group of a concert: its id modulo [`ADMISSION_GROUPS`].
+pub fn admission_group(concert_id: i64) -> i64 {
+    concert_id.rem_euclid(ADMISSION_GROUPS)
+}
 
 /// Builds keys under one prefix.
 #[derive(Clone, Debug)]
@@ -44,9 +58,28 @@ impl Keys {
         }
     }
 
-    /// The set of concerts whose queues the admission worker visits.
-    pub fn queued_concerts(&self) -> String {
-        format!("{}:queues", self.prefix)
+    /// The hash tag of one admission group's keys.
+    fn group_tag(&self, group: i64) -> String {
+        format!("{}:{{a:{group}}}", self.prefix)
+    }
+
+    /// The set of concerts of one admission group whose queues the admission
+    /// worker visits (see [`admission_group`]).
+    pub fn queued_concerts(&self, group: i64) -> String {
+        format!("{}:queues", self.group_tag(group))
+    }
+
+    /// The lease that lets exactly one server admit the concerts of a group at
+    /// a time. Same hash tag as the group's [`Keys::queued_concerts`].
+    pub fn admission_lease(&self, group: i64) -> String {
+        format!("{}:lease", self.group_tag(group))
+    }
+
+    /// Sorted set: the id of each server running an admission worker -> when
+    /// it last said so (ms). The servers deal the groups out by their rank in
+    /// it. One key, under a tag of its own.
+    pub fn admission_servers(&self) -> String {
+        format!("{}:{{a}}:servers", self.prefix)
     }
 
     /// A rate limit of one client address (`crate::limits`: `POST /users`).
@@ -59,11 +92,6 @@ impl Keys {
     /// charges), under the user's own hash tag.
     pub fn user_rate(&self, limit: &str, user_id: i64) -> String {
         format!("{}:{{u:{user_id}}}:rl:{limit}", self.prefix)
-    }
-
-    /// The lease that lets exactly one server admit at a time.
-    pub fn admission_lease(&self) -> String {
-        format!("{}:admission:lease", self.prefix)
     }
 }
 
@@ -257,5 +285,30 @@ mod tests {
         assert_eq!(b.held_bits(3), format!("{}:s:3:heldbits", b.tag()));
         assert_eq!(b.reservation(9), format!("{}:r:9", b.tag()));
         assert_eq!(b.user_holds(7), format!("{}:uh:7", b.tag()));
+    }
+
+    #[test]
+    fn a_group_lease_and_its_concerts_share_a_tag() {
+        let k = Keys::new("bo");
+        assert_eq!(k.admission_lease(3), "bo:{a:3}:lease");
+        assert_eq!(k.queued_concerts(3), "bo:{a:3}:queues");
+        assert_eq!(k.admission_servers(), "bo:{a}:servers");
+        let slot = |key: String| fred::util::redis_keyslot(key.as_bytes());
+        for g in 0..ADMISSION_GROUPS {
+            assert_eq!(slot(k.admission_lease(g)), slot(k.queued_concerts(g)));
+        }
+        // The groups do not all sit on one slot (nor one master).
+        let slots: std::collections::BTreeSet<u16> = (0..ADMISSION_GROUPS)
+            .map(|g| slot(k.admission_lease(g)))
+            .collect();
+        assert!(slots.len() as i64 == ADMISSION_GROUPS, "{slots:?}");
+        assert_eq!(admission_group(0), 0);
+        assert_eq!(admission_group(17), 1);
+        assert_eq!(admission_group(-1), ADMISSION_GROUPS - 1);
+        // Consecutive concerts land in every group, each group once per
+        // ADMISSION_GROUPS concerts.
+        let groups: std::collections::BTreeSet<i64> =
+            (1..=ADMISSION_GROUPS).map(admission_group).collect();
+        assert_eq!(groups.len() as i64, ADMISSION_GROUPS);
     }
 }

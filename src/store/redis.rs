@@ -8,7 +8,7 @@
 //! and called by SHA; if Redis forgets them (a restart, `SCRIPT FLUSH`), the call
 //! that meets `NOSCRIPT` loads the script again and retries.
 
-use super::keys::{BookingKeys, Keys};
+use super::keys::{BookingKeys, Keys, admission_group};
 use super::scripts::{self, ReservationRecord, Script};
 use crate::error::{Error, Result};
 use fred::prelude::*;
@@ -143,26 +143,25 @@ impl Redis {
         }
     }
 
-    /// The concerts whose queues the admission worker visits.
-    pub async fn queued_concerts(&self, keys: &Keys) -> Result<Vec<i64>> {
-        Ok(self.client().smembers(keys.queued_concerts()).await?)
-    }
-
-    /// Adds a concert to the admission worker's set.
+    /// Adds a concert to its admission group's set (the worker that holds the
+    /// group's lease visits it).
     pub async fn list_queue(&self, keys: &Keys, concert_id: i64) -> Result<()> {
-        let _: i64 = self
-            .client()
-            .sadd(keys.queued_concerts(), concert_id)
-            .await?;
+        let set = keys.queued_concerts(admission_group(concert_id));
+        let _: i64 = self.client().sadd(set, concert_id).await?;
         Ok(())
     }
 
-    /// Takes a concert off the admission worker's set.
+    /// Takes a concert off its admission group's set.
     pub async fn unlist_queue(&self, keys: &Keys, concert_id: i64) -> Result<()> {
-        let _: i64 = self
-            .client()
-            .srem(keys.queued_concerts(), concert_id)
-            .await?;
+        let set = keys.queued_concerts(admission_group(concert_id));
+        let _: i64 = self.client().srem(set, concert_id).await?;
+        Ok(())
+    }
+
+    /// Takes a stopping server off the roll of admitting servers, so the
+    /// others deal its groups out at their next tick.
+    pub async fn leave_admission(&self, keys: &Keys, server: &str) -> Result<()> {
+        let _: i64 = self.client().zrem(keys.admission_servers(), server).await?;
         Ok(())
     }
 

@@ -184,6 +184,12 @@ pub const FAMILIES: &[Family] = &[
         &[],
         "Time of one concert's admission tick (one Redis script)",
     ),
+    family(
+        "admission_leases_held",
+        Gauge,
+        &[],
+        "Admission groups (of 16) whose lease this server holds: it ticks their concerts",
+    ),
     counter(
         "waiting_room_restores_total",
         &[],

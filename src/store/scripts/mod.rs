@@ -11,7 +11,8 @@
 //! `lua/lib.lua` (the shared helpers), then the script's own file. Redis compiles
 //! it once and it runs by SHA; each call is still one `EVALSHA`.
 //!
-//! - [`queue`]: join, poll, leave, the gate, the admission tick and its lease;
+//! - [`queue`]: join, poll, leave, the gate, the admission tick, its leases
+//!   and the roll of admitting servers;
 //! - [`booking`]: the seat map, availability, holds, cancels, the payment
 //!   steps and the SOLD rebuild;
 //! - [`ops`]: the readiness probe;
@@ -209,6 +210,7 @@ pub fn all() -> Vec<&'static Lua> {
         Ready::lua(),
         Lease::lua(),
         LeaseRelease::lua(),
+        AdmissionServers::lua(),
         Join::lua(),
         Poll::lua(),
         Gate::lua(),

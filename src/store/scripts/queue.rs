@@ -1,5 +1,6 @@
-//! The waiting room's scripts: join, poll, leave, the gate, the admission tick
-//! and the lease that lets one server tick at a time.
+//! The waiting room's scripts: join, poll, leave, the gate, the admission tick,
+//! the lease that lets one server tick a group of concerts at a time and the
+//! roll of servers that share the groups out.
 
 use super::room::{RoomLive, Roomed, found};
 use super::{Fields, KeyCount, Lua, Script, lua, one_int, shape};
@@ -459,38 +460,49 @@ impl Script for Unlist<'_> {
     }
 }
 
-/// `lease.lua`: takes or renews the admission lease.
+/// `lease.lua`: takes or renews the lease of one admission group.
 pub struct Lease<'a> {
     pub keys: &'a Keys,
+    /// The admission group (`keys::admission_group`).
+    pub group: i64,
     /// This server's id.
     pub holder: &'a str,
     pub lease_ms: u64,
 }
 
 impl Script for Lease<'_> {
-    /// Whether this server holds the lease now.
-    type Reply = bool;
+    /// The group's queued concerts if this server holds the lease now;
+    /// `None` if another server does.
+    type Reply = Option<Vec<i64>>;
 
     fn lua() -> &'static Lua {
-        lua!("lease.lua", KeyCount::Exactly(1))
+        lua!("lease.lua", KeyCount::Exactly(2))
     }
 
     fn keys(&self) -> Vec<String> {
-        vec![self.keys.admission_lease()]
+        vec![
+            self.keys.admission_lease(self.group),
+            self.keys.queued_concerts(self.group),
+        ]
     }
 
     fn args(&self) -> Vec<String> {
         vec![self.holder.to_owned(), self.lease_ms.to_string()]
     }
 
-    fn reply(value: Value) -> Result<bool> {
-        Ok(one_int(value, "lease")? == 1)
+    fn reply(value: Value) -> Result<Option<Vec<i64>>> {
+        let mut f = Fields::new(value, "lease")?;
+        Ok(match f.int()? {
+            1 => Some(f.rest_ints()?),
+            _ => None,
+        })
     }
 }
 
-/// `lease_release.lua`: a stopping server hands the admission lease back.
+/// `lease_release.lua`: a server hands an admission group's lease back.
 pub struct LeaseRelease<'a> {
     pub keys: &'a Keys,
+    pub group: i64,
     pub holder: &'a str,
 }
 
@@ -503,7 +515,7 @@ impl Script for LeaseRelease<'_> {
     }
 
     fn keys(&self) -> Vec<String> {
-        vec![self.keys.admission_lease()]
+        vec![self.keys.admission_lease(self.group)]
     }
 
     fn args(&self) -> Vec<String> {
@@ -512,5 +524,45 @@ impl Script for LeaseRelease<'_> {
 
     fn reply(value: Value) -> Result<bool> {
         Ok(one_int(value, "lease_release")? == 1)
+    }
+}
+
+/// `admission_servers.lua`: says this server runs an admission worker, and
+/// learns which others do.
+pub struct AdmissionServers<'a> {
+    pub keys: &'a Keys,
+    /// This server's id.
+    pub server: &'a str,
+    /// How long the entry lives without renewal: a dead server's share is
+    /// dealt out again this long after its last tick.
+    pub ttl_ms: u64,
+}
+
+impl Script for AdmissionServers<'_> {
+    /// The ids of the live servers (this one included), sorted.
+    type Reply = Vec<String>;
+
+    fn lua() -> &'static Lua {
+        lua!("admission_servers.lua", KeyCount::Exactly(1))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.keys.admission_servers()]
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![self.server.to_owned(), self.ttl_ms.to_string()]
+    }
+
+    fn reply(value: Value) -> Result<Vec<String>> {
+        let Value::Array(items) = value else {
+            return Err(shape("admission_servers", &value));
+        };
+        let mut ids = items
+            .iter()
+            .map(|v| v.as_string().ok_or_else(|| shape("admission_servers", v)))
+            .collect::<Result<Vec<String>>>()?;
+        ids.sort_unstable();
+        Ok(ids)
     }
 }
