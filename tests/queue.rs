@@ -4,14 +4,16 @@
 mod common;
 
 use boxoffice::queue::QueueStatus;
-use boxoffice::store::keys::admission_group;
+use boxoffice::store::Keys;
+use boxoffice::store::keys::{ADMISSION_GROUPS, admission_group};
 use boxoffice::store::scripts::codes::token_field;
+use common::process::Process;
 use common::{Env, TestApp, assert_error, eventually, expect_status};
 use fred::prelude::*;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 fn env(pairs: &[(&'static str, &str)]) -> Env {
@@ -254,6 +256,111 @@ async fn two_servers_admit_at_one_rate_and_hand_over() {
         } else {
             a.instance_id.clone()
         }
+    );
+    let _ = redis.quit().await;
+}
+
+/// Every admission group's lease holder: holder -> its groups.
+async fn lease_holders(redis: &Client, keys: &Keys) -> HashMap<String, Vec<i64>> {
+    let mut holders: HashMap<String, Vec<i64>> = HashMap::new();
+    for group in 0..ADMISSION_GROUPS {
+        let holder: Option<String> = redis.get(keys.admission_lease(group)).await.unwrap();
+        if let Some(holder) = holder {
+            holders.entry(holder).or_default().push(group);
+        }
+    }
+    holders
+}
+
+/// Holders of all 16 groups, `servers` of them, each with its even share.
+fn spread_over(holders: &HashMap<String, Vec<i64>>, servers: usize) -> bool {
+    let per = ADMISSION_GROUPS as usize / servers;
+    holders.len() == servers
+        && holders.values().map(Vec::len).sum::<usize>() == ADMISSION_GROUPS as usize
+        && holders.values().all(|g| (per..=per + 1).contains(&g.len()))
+}
+
+/// Three servers share the admission groups (16 over 3: 5 or 6 each) and
+/// every concert is admitted, whichever server it landed on. One is killed
+/// (`kill -9`: nothing handed back); within its lease time and a few ticks the
+/// other two hold all 16 groups, 8 each, and admit in the dead one's groups;
+/// the concert that was being admitted there keeps its rate.
+#[tokio::test]
+async fn three_servers_share_the_admission_groups_and_a_dead_ones_move() {
+    const VARS: [(&str, &str); 2] = [("ADMISSION_RATE", "5"), ("MAX_ACTIVE", "0")];
+    let a = TestApp::spawn_with(env(&VARS)).await;
+    let b = a.sibling(env(&VARS)).await;
+    let mut c = Process::start(&a, &common::redis_url(), &VARS).await;
+    let on_c = a.at(&c.base);
+    let redis = common::redis().await;
+    let keys = a.keys();
+    let spread = eventually(Duration::from_secs(5), || async {
+        let holders = lease_holders(&redis, &keys).await;
+        spread_over(&holders, 3).then_some(holders)
+    })
+    .await;
+    let Some(spread) = spread else {
+        panic!("not spread: {:?}", lease_holders(&redis, &keys).await);
+    };
+    assert!(spread.contains_key(&a.instance_id) && spread.contains_key(&b.instance_id));
+    let (c_id, c_groups) = spread
+        .iter()
+        .find(|(id, _)| **id != a.instance_id && **id != b.instance_id)
+        .map(|(id, groups)| (id.clone(), groups.clone()))
+        .unwrap();
+
+    // A concert in every group, each admitting a fan who joined on c.
+    let mut concerts: HashMap<i64, i64> = HashMap::new();
+    while concerts.len() < ADMISSION_GROUPS as usize {
+        let (concert, _) = a.new_concert(10, 100).await;
+        concerts.entry(admission_group(concert)).or_insert(concert);
+    }
+    let everyone = join_all(concerts.values().map(|&concert| admitted(&on_c, concert))).await;
+    assert!(everyone.iter().all(Result::is_ok), "{everyone:?}");
+
+    // Fans queue for a concert of c's, then c dies.
+    let busy = concerts[&c_groups[0]];
+    let users: Vec<String> = join_all((0..40).map(|_| a.new_user()))
+        .await
+        .into_iter()
+        .map(|(_, x)| x)
+        .collect();
+    let started = Instant::now();
+    for (i, auth) in users.iter().enumerate() {
+        let app = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(join(app, auth, busy).await.0, StatusCode::CREATED);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = active_count(&a, busy).await;
+    assert!(
+        before > 1,
+        "c admitted its concert before it died: {before}"
+    );
+    let killed = Instant::now();
+    c.kill9();
+
+    let moved = eventually(Duration::from_secs(5), || async {
+        let holders = lease_holders(&redis, &keys).await;
+        spread_over(&holders, 2).then_some(holders)
+    })
+    .await;
+    let Some(moved) = moved else {
+        panic!("not moved: {:?}", lease_holders(&redis, &keys).await);
+    };
+    let took = killed.elapsed();
+    println!("c's groups moved {took:?} after its death");
+    assert!(!moved.contains_key(&c_id));
+    // Admission goes on in every other group c had.
+    let after = join_all(c_groups[1..].iter().map(|g| admitted(&a, concerts[g]))).await;
+    assert!(after.iter().all(Result::is_ok), "{after:?}");
+    assert!(active_count(&a, busy).await > before, "busy admits again");
+    // Never more than the rate, hand-over or not (bucket: rate x t + rate,
+    // and the fan admitted before).
+    let active = active_count(&a, busy).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        (active as f64) <= 5.0 * elapsed + 5.0 + 2.0,
+        "{active} admitted in {elapsed:.1} s: more than the rate"
     );
     let _ = redis.quit().await;
 }
