@@ -61,7 +61,8 @@ pub struct AppState {
     pub rooms: queue::room::Summaries,
     pub audit: queue::audit::Audit,
     pub booking: booking::Booking,
-    /// This process's id, e.g. as the admission lease's holder.
+    /// This process's id: its name on the roll of admitting servers and as
+    /// the holder of admission leases.
     pub instance_id: String,
     /// Work a graceful shutdown waits for.
     pub inflight: Arc<shutdown::Inflight>,

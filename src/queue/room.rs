@@ -8,7 +8,7 @@
 //! this module writes it: at a change (inside the change's transaction, so
 //! both or neither), and whenever Redis lost it (a script answers 'noroom', and
 //! [`run_with_room`] restores the room and runs the script again), and when the
-//! admission leader finds the hash differs from Postgres ([`reconcile`]).
+//! server admitting its concert finds the hash differs from Postgres ([`reconcile`]).
 
 use crate::AppState;
 use crate::config::Config;
@@ -454,7 +454,7 @@ pub async fn change(app: &AppState, concert_id: i64, change: RoomChange) -> Resu
 }
 
 /// A new schedule changes what the room counts: it is written again (a
-/// failure here is healed by the leader's reconcile within seconds).
+/// failure here is healed by the admitting server's reconcile within seconds).
 pub async fn schedules_changed(app: &AppState, concert_id: i64) {
     if let Err(e) = restore(app, concert_id, false).await {
         tracing::warn!(error = %e, concert_id, "room not rewritten after a new schedule; the reconcile will");
@@ -513,7 +513,7 @@ pub async fn summary(app: &AppState, concert_id: i64) -> Result<RoomSummary> {
     Ok(summary)
 }
 
-/// The leader's check that each listed room's hash is Postgres's copy
+/// An admitting server's check that each room it ticked is Postgres's copy
 /// (`versions`: concert -> (settings version, schedules) as Redis has them).
 /// A hash that differs is written again: a change whose commit failed after
 /// its Redis write, or a Redis restarted from an older snapshot.
