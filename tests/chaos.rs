@@ -572,21 +572,28 @@ enum Phase {
     After,
 }
 
+/// What the fans of a load shop in, and where they note what happened.
+#[derive(Clone)]
+struct Sale {
+    concert: i64,
+    schedule: i64,
+    seats: u64,
+    phase: Arc<Mutex<Phase>>,
+    log: Arc<Mutex<Log>>,
+}
+
 /// A fan of a load: joins (again whenever its token is gone), holds a seat
 /// at random, pays it with an Idempotency-Key (and retries that payment with
 /// the same key until it gets an answer other than `503`), charges now and
 /// then, until `stop`.
-async fn shop(
-    app: TestApp,
-    mut fan: Fan,
-    concert: i64,
-    schedule: i64,
-    seats: u64,
-    seed: u64,
-    phase: Arc<Mutex<Phase>>,
-    stop: Instant,
-    log: Arc<Mutex<Log>>,
-) {
+async fn shop(app: TestApp, mut fan: Fan, on: Sale, seed: u64, stop: Instant) {
+    let Sale {
+        concert,
+        schedule,
+        seats,
+        phase,
+        log,
+    } = on;
     let mut dice = Dice(seed | 1);
     let mut n = 0;
     let record = |outcome: &Outcome, took: Duration, payment: bool| {
@@ -721,16 +728,19 @@ where
         .iter()
         .enumerate()
         .map(|(i, fan)| {
-            tokio::spawn(shop(
-                app.at(&app.base),
-                fan.clone(),
+            let on = Sale {
                 concert,
                 schedule,
                 seats,
+                phase: phase.clone(),
+                log: log.clone(),
+            };
+            tokio::spawn(shop(
+                app.at(&app.base),
+                fan.clone(),
+                on,
                 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1),
-                phase.clone(),
                 stop,
-                log.clone(),
             ))
         })
         .collect();
@@ -772,8 +782,8 @@ async fn redis_shut_down_without_saving_under_load_comes_back_empty_and_nothing_
             tokio::time::sleep(Duration::from_secs(3)).await;
             redis.restart();
             // Back when the service answers a join again.
-            let reader = users(&app, 1, 0).await.remove(0);
-            eventually(Duration::from_secs(20), || admit(&app, &reader, concert)).await;
+            let reader = users(app, 1, 0).await.remove(0);
+            eventually(Duration::from_secs(20), || admit(app, &reader, concert)).await;
             *gap = down.elapsed();
             *phase.lock().unwrap() = Phase::After;
         }

@@ -907,7 +907,7 @@ struct Scene {
     pass: Option<String>,
     doc: Value,
     tables: Vec<String>,
-    redis: fred::prelude::Client,
+
     seen: Mutex<Option<State>>,
     /// Answers per status, and cases whose input alone decided a `400`, for
     /// the run's summary.
@@ -932,7 +932,6 @@ impl Scene {
             pass,
             doc,
             tables,
-            redis: common::redis().await,
             seen: Mutex::new(None),
             statuses: Mutex::new(BTreeMap::new()),
             decided: AtomicU32::new(0),
@@ -968,36 +967,22 @@ impl Scene {
         }
     }
 
-    /// The deployment's Redis keys, less two that live on their own: the
-    /// readiness probe's (10 s, written by every `GET /ready`) and the
-    /// admission lease (the worker's heartbeat, renewed every tick).
+    /// The deployment's Redis keys, less those that live on their own: the
+    /// readiness probe's (10 s, written by every `GET /ready`), the admission
+    /// leases and the roll of admission servers (renewed every tick).
     async fn keys(&self) -> BTreeSet<String> {
-        use fred::prelude::*;
         let keys = self.app.keys();
-        let own = [keys.ready_probe(), keys.admission_lease()];
-        let mut found = BTreeSet::new();
-        let mut cursor = "0".to_owned();
-        loop {
-            let (next, page): (String, Vec<String>) = self
-                .redis
-                .custom(
-                    fred::cmd!("SCAN"),
-                    vec![
-                        cursor,
-                        "MATCH".into(),
-                        format!("{}*", self.app.prefix),
-                        "COUNT".into(),
-                        "1000".into(),
-                    ],
-                )
-                .await
-                .expect("scanning Redis");
-            found.extend(page.into_iter().filter(|k| !own.contains(k)));
-            if next == "0" {
-                return found;
-            }
-            cursor = next;
-        }
+        let mut own: BTreeSet<String> = (0..boxoffice::store::keys::ADMISSION_GROUPS)
+            .map(|g| keys.admission_lease(g))
+            .collect();
+        own.insert(keys.ready_probe());
+        own.insert(keys.admission_servers());
+        self.app
+            .redis_keys()
+            .await
+            .into_iter()
+            .filter(|k| !own.contains(k))
+            .collect()
     }
 
     /// The state once background work is done: unchanged for 600 ms, three
