@@ -22,7 +22,7 @@ RECORD ?=
 # `make bench DRIVER=k6` drives the HTTP side with k6 instead of wrk; DRIVER=both runs both and compares them.
 DRIVER ?= wrk
 
-.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke chaos lint conformance bench spike scale stop-services clean
+.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke chaos test-cluster lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
@@ -35,6 +35,8 @@ help:
 	@echo "make test-openapi   only schemathesis against the live server's /openapi.json (make test runs it too)"
 	@echo "make chaos          only the fault tests under load (tests/chaos.rs: kill -9 in a payment burst,"
 	@echo "                    Redis SHUTDOWN NOSAVE, Postgres frozen), with their figures; make test runs them too"
+	@echo "make test-cluster   every cargo test and the conformance checks against a local Redis Cluster"
+	@echo "                    (make cluster: 3 masters + 3 replicas on 127.0.0.1:7000-7005)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
@@ -80,6 +82,20 @@ test: services browser-tools prometheus-tools
 chaos: services
 	@$(ENV); cargo test --release --locked --test chaos -- --nocapture 2>&1 \
 	  | grep -E '^(chaos |test |test result)|panicked|assert'
+
+# Every cargo test and the conformance checks with REDIS_URL the local cluster
+# of `make cluster`. The conformance checks are run by contract.py itself:
+# ../shared/conformance/run.sh pings `redis-cli -u $$REDIS_URL`, which does not
+# take a redis-cluster:// URL; contract.py cleans keys master by master from
+# REDIS_CLUSTER_NODES (.dev/cluster/env).
+test-cluster: services cluster shared
+	$(BUILD)
+	@$(ENV); source .dev/cluster/env; export REDIS_URL="$$REDIS_CLUSTER_URL" REDIS_CLUSTER_NODES; \
+	  export PG_BASE="$${PG_BASE:-$$(source scripts/lib.sh && pg_base "$$DATABASE_URL")}"; failed=; \
+	  cargo test --release --locked --no-fail-fast || failed="cargo test"; \
+	  { python3 -c "import httpx, jwt" 2>/dev/null || python3 -m pip install -q httpx pyjwt; } && \
+	  python3 "$(SHARED)/conformance/contract.py" "$$PWD" || failed="$${failed:+$$failed, }conformance"; \
+	  [ -z "$$failed" ] || { echo "make test-cluster: failed: $$failed (on the cluster)" >&2; exit 1; }
 
 # The fan page in headless Chromium against the release binary (about a minute).
 test-browser: services browser-tools
