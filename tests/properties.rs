@@ -969,7 +969,8 @@ impl Scene {
 
     /// The deployment's Redis keys, less those that live on their own: the
     /// readiness probe's (10 s, written by every `GET /ready`), the admission
-    /// leases and the roll of admission servers (renewed every tick).
+    /// leases and the roll of admission servers (renewed every tick); the
+    /// harness already leaves out the SOLD rebuild markers.
     async fn keys(&self) -> BTreeSet<String> {
         let keys = self.app.keys();
         let mut own: BTreeSet<String> = (0..boxoffice::store::keys::ADMISSION_GROUPS)

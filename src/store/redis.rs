@@ -106,6 +106,15 @@ impl Redis {
             lua.keys,
             keys.len()
         );
+        // Every key of a script in one slot, on a single Redis too: a script
+        // that would touch two slots is a bug a cluster refuses, so every test
+        // run (every script is run by some test) checks each call's keys.
+        if let Some(stray) = stray_key(&keys) {
+            return Err(Error::Internal(format!(
+                "{}: key {stray} is not in the slot of {}",
+                lua.file, keys[0]
+            )));
+        }
         let started = std::time::Instant::now();
         let reply = lua
             .compiled()
@@ -180,5 +189,28 @@ impl Redis {
 
     pub async fn quit(&self) {
         let _ = self.pool.quit().await;
+    }
+}
+
+/// The first key not in the first key's hash slot, if any.
+fn stray_key(keys: &[String]) -> Option<&str> {
+    let (first, rest) = keys.split_first()?;
+    let slot = fred::util::redis_keyslot(first.as_bytes());
+    rest.iter()
+        .find(|k| fred::util::redis_keyslot(k.as_bytes()) != slot)
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stray_key;
+
+    #[test]
+    fn keys_of_one_script_share_a_slot() {
+        let one = ["bo:{c:7}:waiting".to_owned(), "bo:{c:7}:tok:x".to_owned()];
+        assert_eq!(stray_key(&one), None);
+        let two = ["bo:{c:7}:waiting".to_owned(), "bo:{c:8}:waiting".to_owned()];
+        assert_eq!(stray_key(&two), Some("bo:{c:8}:waiting"));
+        assert_eq!(stray_key(&[]), None);
     }
 }
