@@ -75,6 +75,16 @@ resolve_redis() {
       [ "$(redis_state "$url")" = ok ] || start_redis $SPARE_REDIS_PORT ;;
   esac
   REDIS_URL=$url
+  check_redis_version "$url"
+}
+
+# Every script starts with `#!lua` (Redis 7 script flags): an older Redis
+# cannot compile them, and every request would fail. Say so now instead.
+check_redis_version() { # check_redis_version URL
+  local version
+  version=$(timeout 5 redis-cli -u "$1" info server 2>/dev/null | tr -d '\r' | sed -n 's/^redis_version://p')
+  [ -n "$version" ] || return 0
+  [ "${version%%.*}" -ge 7 ] || die "Redis at $1 is $version; boxoffice needs Redis 7.0 or later (its scripts use Redis 7 script flags)"
 }
 
 # --- Postgres ------------------------------------------------------------------------
