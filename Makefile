@@ -21,11 +21,15 @@ CONFORMANCE_CHECKS ?=
 RECORD ?=
 # `make bench DRIVER=k6` drives the HTTP side with k6 instead of wrk; DRIVER=both runs both and compares them.
 DRIVER ?= wrk
+# `make run-many N=5`: how many boxoffice instances run behind haproxy.
+N ?= 3
 
-.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run test test-browser test-prometheus test-openapi k6-smoke chaos test-cluster lint conformance bench spike scale stop-services clean
+.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run run-many test test-browser test-prometheus test-openapi k6-smoke chaos test-cluster lint conformance bench spike scale stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
+	@echo "make run-many       the same with N instances (N=3) on 127.0.0.1:8081.. behind haproxy on :8080"
+	@echo "                    (scripts/run-many.sh; REDIS_URL may be the cluster's; Ctrl-C stops all)"
 	@echo "make test           start Redis/Postgres if needed, run every test (reuses make run's release build),"
 	@echo "                    then the fan page in headless Chromium (tests/browser/), the k6 smoke"
 	@echo "                    and schemathesis against /openapi.json (tests/openapi/)"
@@ -64,6 +68,13 @@ run: services
 	$(BUILD)
 	@$(ENV); export ADMIN_KEY="$${ADMIN_KEY:-dev-admin-key}"; \
 	  $(BIN) seed-demo && scripts/banner.sh && exec $(BIN) serve
+
+# N instances and haproxy in front (scripts/run-many.sh: also start, stop, status).
+# No `services` prerequisite: the script sees to Redis and Postgres itself,
+# and takes a cluster REDIS_URL, which scripts/services.sh refuses. It builds
+# the binary only when it is missing.
+run-many:
+	@N=$(N) BIN=$(BIN) exec scripts/run-many.sh
 
 # The browser test runs even when cargo test fails, so one run reports both.
 # $(BUILD) is a no-op after cargo test (which builds the binary too), unless
