@@ -132,7 +132,7 @@ status() {
     { echo "run-many: haproxy's stats do not answer on $HOST:$STATS_PORT (not running?)" >&2; return 1; }
   # CSV columns: 1 pxname, 2 svname, 18 status, 31 lbtot (times picked),
   # 41/43/44 hrsp_2xx/4xx/5xx (answers to clients; the health checks are not counted).
-  awk -F, '$1 == "instances" { printf "%-9s %-5s picked=%s 2xx=%s 4xx=%s 5xx=%s\n", $2, $18, $31, $41, $43, $44 }' <<<"$csv"
+  awk -F, '$1 == "instances" { gsub(/ /, "_", $18); printf "%-9s %-5s picked=%s 2xx=%s 4xx=%s 5xx=%s\n", $2, $18, $31, $41, $43, $44 }' <<<"$csv"
 }
 
 # --- Redis: a single server, or a cluster -----------------------------------------------
@@ -267,10 +267,14 @@ TXT
 TXT
 }
 
-start_all() {
+# Before any trap is set: a second run-many must not stop the first one's.
+not_running() {
   mkdir -p "$DIR"
   { [ -z "$(instance_pids)" ] && [ -z "$(live_pid "$DIR/haproxy.pid" haproxy)" ]; } ||
     die "already running (scripts/run-many.sh stop first)"
+}
+
+start_all() {
   local k port
   for port in "$LB_PORT" "$STATS_PORT" $(seq "$FIRST_PORT" $((FIRST_PORT + N - 1))); do
     port_answers "$HOST" "$port" && die "something already listens on $HOST:$port"
@@ -329,7 +333,7 @@ start_all() {
 
 case "${1:-run}" in
   run)
-    mkdir -p "$DIR"
+    not_running
     echo $$ >"$DIR/run-many.pid"
     # Whatever ends this script (Ctrl-C, `stop`, a failed start) stops what it started.
     trap 'stop_processes; rm -f "$DIR/run-many.pid"' EXIT
@@ -345,6 +349,7 @@ case "${1:-run}" in
     done
     ;;
   start)
+    not_running
     trap 'stop_processes' EXIT
     start_all
     trap - EXIT
