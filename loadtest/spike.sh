@@ -75,13 +75,14 @@ matched=$(q "SELECT count(DISTINCT p.payment_id) FROM spike_paid p
                JOIN payment y ON y.id = p.payment_id AND y.reservation_id = p.reservation_id
                              AND y.user_id = p.user_id
                JOIN reservation r ON r.id = y.reservation_id AND r.status = 'CONFIRMED'")
-unbalanced=$(q "SELECT count(*) FROM balance b WHERE b.amount <> (
+unbalanced=$(q "SELECT count(*) FROM balance b WHERE b.balance <> (
                   SELECT COALESCE(sum(CASE h.type WHEN 'USE' THEN -h.amount ELSE h.amount END), 0)
                     FROM balance_history h WHERE h.user_id = b.user_id)")
-negative=$(q "SELECT count(*) FROM balance WHERE amount < 0")
-# Every payment has exactly one USE row of its amount.
+negative=$(q "SELECT count(*) FROM balance WHERE balance < 0")
+# Every payment has exactly one USE row of its amount (migration 0003 named the
+# columns balance.balance and payment.price; balance_history keeps amount).
 unmatched_use=$(q "SELECT count(*) FROM payment p WHERE (SELECT count(*) FROM balance_history h
-                     WHERE h.payment_id = p.id AND h.type = 'USE' AND h.amount = p.amount) <> 1")
+                     WHERE h.payment_id = p.id AND h.type = 'USE' AND h.amount = p.price) <> 1")
 sold_bits=$(rcli BITCOUNT "$prefix:{c:$concert}:s:$schedule:sold")
 # The SOLD bits are the sold seats themselves: GETBIT at each sold seat's index.
 sold_marked=$(q "SELECT 'GETBIT $prefix:{c:$concert}:s:$schedule:sold ' || x.idx FROM (
