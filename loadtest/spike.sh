@@ -12,6 +12,9 @@
 #
 #   loadtest/spike.sh [USERS]          SPIKE_GOOSE_USERS=500 concurrent fans by default
 #   RECORD=1 loadtest/spike.sh         (make spike RECORD=1) also append to RESULTS.md
+#   SPIKE_INSTANCES=3 loadtest/spike.sh  the fans go through haproxy to 3 instances
+#                                      sharing the database and key prefix
+#                                      (scripts/run-many.sh) instead of to one server
 # The checks and goose's report go to loadtest/out/ (not tracked); with RECORD=1
 # the section is appended to loadtest/RESULTS.md and the report kept as
 # loadtest/reports/spike-USERS.md.
@@ -33,16 +36,24 @@ trap lib_cleanup EXIT
 db="bo_${run//[^a-z0-9]/_}_journey"
 q() { psql "$PG_BASE/$db" -qtAX -v ON_ERROR_STOP=1 -c "$1"; }
 
+INSTANCES=${SPIKE_INSTANCES:-1}
+{ [[ $INSTANCES =~ ^[0-9]+$ ]] && [ "$INSTANCES" -ge 1 ]; } || { echo "spike: SPIKE_INSTANCES must be 1 or more" >&2; exit 2; }
 build_all
-start_boxoffice journey "$PORT" ADMISSION_RATE=2000 MAX_ACTIVE=1000 \
-  ACTIVE_TTL_SECS=300 HOLD_TTL_SECS=120 WAITING_IDLE_SECS=600
-server=${pids[0]}
+settings=(ADMISSION_RATE=2000 MAX_ACTIVE=1000 ACTIVE_TTL_SECS=300 HOLD_TTL_SECS=120 WAITING_IDLE_SECS=600)
+if [ "$INSTANCES" = 1 ]; then
+  start_boxoffice journey "$PORT" "${settings[@]}"
+else
+  start_many journey "$PORT" "$INSTANCES" "${settings[@]}"
+fi
+servers=("${pids[@]}")
 
 host=http://127.0.0.1:$PORT
 concert=$(curl -fs -X POST "$host/admin/concerts" -H "x-admin-key: $ADMIN" -d '{"title": "Spike"}' | sed -E 's/.*"id":([0-9]+).*/\1/')
 schedule=$(curl -fs -X POST "$host/admin/concerts/$concert/schedules" -H "x-admin-key: $ADMIN" \
   -d "{\"start_at\": \"2027-06-01T19:00:00Z\", \"seat_count\": $SEATS, \"price\": 1000}" | sed -E 's/.*"id":([0-9]+).*/\1/')
-echo "spike: $USERS fans ($GOOSE_USERS at a time), $SEATS seats, concert $concert schedule $schedule" >&2
+where="one server"
+[ "$INSTANCES" = 1 ] || where="$INSTANCES instances behind haproxy"
+echo "spike: $USERS fans ($GOOSE_USERS at a time), $SEATS seats, concert $concert schedule $schedule, $where" >&2
 
 started=$(date +%s)
 BO_CONCERT=$concert BO_SCHEDULE=$schedule BO_SEATS=$SEATS BO_PRICE=1000 BO_RESULTS="$work/paid.txt" \
@@ -54,6 +65,11 @@ BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN \
 elapsed=$(( $(date +%s) - started ))
 summary=$(grep '^journeys:' "$work/goose.out" | tail -1)
 echo "spike: $summary (${elapsed}s)" >&2
+# With instances: how many requests haproxy gave each (lbtot, "picked").
+if [ "$INSTANCES" != 1 ]; then
+  picked=$(many_status | awk '$1 ~ /^i[0-9]+$/ { sub("picked=", "", $3); print $3 }')
+  echo "spike: requests per instance: $(paste -sd/ <<<"$picked")" >&2
+fi
 
 fail=0
 checks="$work/checks"
@@ -89,11 +105,12 @@ sold_marked=$(q "SELECT 'GETBIT $prefix:{c:$concert}:s:$schedule:sold ' || x.idx
                    SELECT id, row_number() OVER (ORDER BY seat_no) - 1 AS idx FROM seat
                     WHERE concert_schedule_id = $schedule) x
                    JOIN reservation r ON r.seat_id = x.id AND r.status = 'CONFIRMED'" |
-              redis-cli -u "$REDIS_URL" --no-auth-warning | grep -c '^1$' || true)
+              rcli | grep -c '^1$' || true)
 server_errors=$(sed -E 's/.*5xx answers: ([0-9]+).*/\1/' <<<"$summary")
 no_answer=$(sed -E 's/.*no answer: ([0-9]+).*/\1/' <<<"$summary")
 gave_up=$(sed -E 's/.*gave-up ([0-9]+).*/\1/' <<<"$summary")
-server_alive=$(kill -0 "$server" 2>/dev/null && echo yes || echo no)
+server_alive=yes
+for p in "${servers[@]}"; do kill -0 "$p" 2>/dev/null || server_alive=no; done
 
 check "no seat sold twice ($twice seats paid twice; $paid_seats distinct seats for $paid payments)" \
   "$([ "$twice" = 0 ] && [ "$paid_seats" = "$paid" ] && echo yes || echo no)"
@@ -103,9 +120,16 @@ check "no sale without a 201 ($confirmed CONFIRMED, $paid answered 201)" "$([ "$
 check "sold out, never oversold ($confirmed sold of $SEATS seats, 5x more fans)" "$([ "$confirmed" = "$SEATS" ] && echo yes || echo no)"
 check "ledger balances for every user ($unbalanced off, $negative negative, $unmatched_use payments without one USE row)" \
   "$([ "$unbalanced" = 0 ] && [ "$negative" = 0 ] && [ "$unmatched_use" = 0 ] && echo yes || echo no)"
+if [ "$INSTANCES" != 1 ]; then
+  # Round robin: each instance within 20 % of an even share.
+  spread=$(awk -v n="$INSTANCES" '{ v[NR] = $1; t += $1 } END {
+             ok = (NR == n && t > 0); for (i = 1; i <= NR; i++) if (v[i] < 0.8 * t / n || v[i] > 1.2 * t / n) ok = 0
+             print (ok ? "yes" : "no") }' <<<"$picked")
+  check "haproxy spread the requests over all $INSTANCES instances, each within 20 % of an even share ($(paste -sd/ <<<"$picked"))" "$spread"
+fi
 check "Redis shows exactly the sold seats SOLD ($sold_bits bits; $sold_marked of $confirmed sold seats set)" \
   "$([ "$sold_bits" = "$confirmed" ] && [ "$sold_marked" = "$confirmed" ] && echo yes || echo no)"
-check "no 5xx, every request answered, no fan gave up, server up ($server_errors 5xx, $no_answer unanswered, $gave_up gave up)" \
+check "no 5xx, every request answered, no fan gave up, $([ "$INSTANCES" = 1 ] && echo "server up" || echo "all $INSTANCES instances up") ($server_errors 5xx, $no_answer unanswered, $gave_up gave up)" \
   "$([ "$server_errors" = 0 ] && [ "$no_answer" = 0 ] && [ "$gave_up" = 0 ] && [ "$server_alive" = yes ] && echo yes || echo no)"
 
 out=$(out_file "spike-$USERS")
@@ -116,7 +140,7 @@ section() { # section <goose's report, relative to the file the section goes in>
   echo
   echo "### Spike check: $USERS fans, $SEATS seats ($when)"
   echo
-  echo "$GOOSE_USERS fans at a time, ADMISSION_RATE=2000, MAX_ACTIVE=1000; ${elapsed} s;"
+  echo "$GOOSE_USERS fans at a time, $where, ADMISSION_RATE=2000, MAX_ACTIVE=1000; ${elapsed} s;"
   echo "$summary. goose's report: \`$1\`."
   echo
   sed 's/^/    /' "$checks"
