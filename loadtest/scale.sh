@@ -28,7 +28,8 @@ BO_HOST=http://127.0.0.1:18084 BO_AUTH_SECRET=$SECRET BO_ADMIN_KEY=$ADMIN BO_IDE
 # shellcheck disable=SC1091
 source "$work/waiting.env"
 export WAITING_CONCERT
-waiting() { rcli ZCARD "$prefix:{c:$WAITING_CONCERT}:waiting"; }
+# Tokens placed by arrival: the count lua/lib.lua keeps beside the waiting bitmap.
+waiting() { local n; n=$(rcli HGET "$prefix:{c:$WAITING_CONCERT}:w:n" all); echo "${n:-0}"; }
 mem() { rcli INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
 
 run() { # run <script> <seconds>: prints "req/s p50 p99"

@@ -1,7 +1,7 @@
 -- availability.lua: the queue pass and, per schedule of the concert, how many
 -- seats are sold or held (a seat both sold and still held counts once).
 --
--- KEYS[1]  token record   KEYS[2] scratch key (deleted before returning)
+-- KEYS[1]  token reference (lib.lua token_ref)   KEYS[2] scratch key (deleted before returning)
 -- then per schedule: sold bitmap, held zset, held bitmap
 -- ARGV[1]  user id
 -- returns  {verdict} when the pass fails, else {'ok', lapsed holds tidied,

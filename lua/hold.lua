@@ -3,7 +3,7 @@
 -- concert; then the hold is taken with SET NX PXAT and indexed. The hold's
 -- length and the limit are the room's (its hash), as they are at this moment.
 --
--- KEYS[1]  token record   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] the seat's hold
+-- KEYS[1]  token reference (lib.lua token_ref)   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] the seat's hold
 -- KEYS[5]  user's holds zset   KEYS[6] reservation record   KEYS[7] held bitmap
 -- KEYS[8]  room hash   KEYS[9] the user's hold rate limit {c}:rl:hold:<user> (lib.lua's rate_wait)
 -- ARGV[1]  user id   ARGV[2] seat index   ARGV[3] reservation id

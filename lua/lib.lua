@@ -31,21 +31,200 @@ local function rate_wait(key, now, interval, burst)
   return 0
 end
 
+-- A number as Redis and the service spell it: an integer, never 1e+15.
+local function digits(n)
+  return string.format('%d', n)
+end
+
+-- ---------------------------------------------------------------- queue tokens
+-- A token's record is one field of a bucket hash of REC_BUCKET consecutive
+-- arrival numbers (small enough to stay a listpack), named by its arrival
+-- number: 'status|user|check|joined ms|expires ms|admitted ms'. The token
+-- carries its concert, its arrival number and a random check
+-- (src/queue/token.rs); the service passes it as a reference 'tag#seq#check'
+-- in KEYS (the tag routes it to the concert's slot). A bucket lives as long as
+-- the longest-lived of its records needs (keep_for), so no record is lost
+-- early; ended ones are tidied with their bucket.
+local REC_BUCKET = 128
+
+local function rec_key(tag, seq)
+  return tag .. ':q:' .. digits(math.floor(seq / REC_BUCKET))
+end
+
+-- Keeps `key` for at least `ms` more; never shortens its life.
+local function keep_for(key, ms)
+  redis.call('PEXPIRE', key, ms, 'NX')
+  redis.call('PEXPIRE', key, ms, 'GT')
+end
+
+local function rec_get(tag, seq)
+  local key = rec_key(tag, seq)
+  local v = redis.call('HGET', key, digits(seq))
+  if not v then
+    return nil
+  end
+  local status, user, check, joined, expires, admitted =
+    string.match(v, '^(%a)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  return {key = key, seq = seq, status = status, user = user, check = check,
+    joined = tonumber(joined) or 0, expires = tonumber(expires) or 0,
+    admitted = tonumber(admitted) or 0}
+end
+
+-- Writes record `r` back; it is kept for at least `ms`.
+local function rec_put(r, ms)
+  redis.call('HSET', r.key, digits(r.seq), table.concat({r.status, r.user, r.check, digits(r.joined),
+    digits(r.expires), digits(r.admitted)}, '|'))
+  keep_for(r.key, ms)
+end
+
+-- A token reference: the concert tag, the arrival number and the check.
+local function token_ref(ref)
+  local tag, seq, check = string.match(ref, '^(.+)#(%d+)#(%d+)$')
+  return tag, tonumber(seq), check
+end
+
+-- What the service calls a token: 'seq#check' (it spells the UUID).
+local function token_name(r)
+  return digits(r.seq) .. '#' .. r.check
+end
+
+-- The record a client's reference names if it is `user`'s, else nil.
+local function rec_of(ref, user)
+  local tag, seq, check = token_ref(ref)
+  if not tag then
+    return nil
+  end
+  local r = rec_get(tag, seq)
+  if not r or r.check ~= check or r.user ~= user then
+    return nil
+  end
+  r.tag = tag
+  return r
+end
+
+-- The user -> live token index: buckets by the last five digits of the user
+-- id, field user -> arrival number.
+local function user_key(tag, user)
+  return tag .. ':u:' .. string.sub(user, -5)
+end
+
+-- Drops the user's index entry if it still names arrival number `seq`.
+local function user_forget(tag, user, seq)
+  local key = user_key(tag, user)
+  if redis.call('HGET', key, user) == digits(seq) then
+    redis.call('HDEL', key, user)
+  end
+end
+
 -- The queue pass, in API.md's order: unknown or another user's, then expired or
 -- processed, then still waiting. The caller has checked the token's concert.
 -- Returns 'ok' | 'invalid' | 'expired' | 'waiting'.
-local function gate(token_key, user, now)
-  local r = redis.call('HMGET', token_key, T_USER, T_STATUS, T_EXPIRES)
-  if not r[1] or r[1] ~= user then
+local function gate(ref, user, now)
+  local r = rec_of(ref, user)
+  if not r then
     return 'invalid'
   end
-  if r[2] == WAITING then
+  if r.status == WAITING then
     return 'waiting'
   end
-  if r[2] == ACTIVE and tonumber(r[3]) > now then
+  if r.status == ACTIVE and r.expires > now then
     return 'ok'
   end
   return 'expired'
+end
+
+-- The tokens placed by arrival: bit `seq` of the bitmap `w` is set while that
+-- token waits there; `w .. ':n'` counts them per block of WBLOCK arrival
+-- numbers (field: block number), in all (field 'all'), and keeps the lowest
+-- arrival number that may still wait ('head'), and the idle sweep's epoch
+-- length ('epoch') and last epoch swept ('swept'). One bit a token, and its place is a sum of a few
+-- block counts and one BITCOUNT of at most WBLOCK bits.
+local WBLOCK = 65536
+
+local function w_add(w, seq)
+  redis.call('SETBIT', w, seq, 1)
+  local n = w .. ':n'
+  redis.call('HINCRBY', n, digits(math.floor(seq / WBLOCK)), 1)
+  redis.call('HINCRBY', n, 'all', 1)
+end
+
+-- Takes `seq` out; false when it was not there.
+local function w_del(w, seq)
+  if redis.call('SETBIT', w, seq, 0) == 0 then
+    return false
+  end
+  local n, block = w .. ':n', digits(math.floor(seq / WBLOCK))
+  if redis.call('HINCRBY', n, block, -1) <= 0 then
+    redis.call('HDEL', n, block)
+  end
+  redis.call('HINCRBY', n, 'all', -1)
+  return true
+end
+
+local function w_has(w, seq)
+  return redis.call('GETBIT', w, seq) == 1
+end
+
+local function w_count(w)
+  return tonumber(redis.call('HGET', w .. ':n', 'all')) or 0
+end
+
+-- Tokens placed by arrival at arrival numbers up to `seq`, inclusive.
+local function w_upto(w, seq)
+  local block = math.floor(seq / WBLOCK)
+  local n = 0
+  local h = redis.call('HGETALL', w .. ':n')
+  for i = 1, #h, 2 do
+    local b = tonumber(h[i])
+    if b and b < block then
+      n = n + tonumber(h[i + 1])
+    end
+  end
+  return n + redis.call('BITCOUNT', w, block * WBLOCK, seq, 'BIT')
+end
+
+-- Up to `n` tokens from the head, in order, with arrival numbers below
+-- `below` (nil: any); they leave the bitmap.
+local function w_pop(w, n, below, out)
+  local head = tonumber(redis.call('HGET', w .. ':n', 'head')) or 0
+  local moved = false
+  local taken = 0
+  while taken < n do
+    local pos = redis.call('BITPOS', w, 1, head, -1, 'BIT')
+    if pos < 0 or (below and pos >= below) then
+      break
+    end
+    w_del(w, pos)
+    out[#out + 1] = pos
+    taken = taken + 1
+    head = pos + 1
+    moved = true
+  end
+  if moved then
+    redis.call('HSET', w .. ':n', 'head', digits(head))
+  end
+  return taken
+end
+
+-- Polls: a WAITING token's poll (or join) sets its bit in the bitmap of the
+-- current epoch, a quarter of the room's idle window long. A token with no bit
+-- in the last POLL_EPOCHS epochs and the current one has not polled for at
+-- least the idle window. One bit a poll instead of a sorted-set entry a token.
+local POLL_EPOCHS = 4
+
+local function poll_epoch(idle)
+  return math.max(1, math.ceil(idle / POLL_EPOCHS))
+end
+
+local function poll_key(tag, e, k)
+  return tag .. ':pe:' .. digits(e) .. ':' .. digits(k)
+end
+
+local function mark_poll(tag, idle, seq, now)
+  local e = poll_epoch(idle)
+  local key = poll_key(tag, e, math.floor(now / e))
+  redis.call('SETBIT', key, seq, 1)
+  redis.call('PEXPIRE', key, (POLL_EPOCHS + 3) * e)
 end
 
 -- The hold of seat `idx` of schedule `sched`, the schedule's HELD index and
@@ -239,22 +418,14 @@ local function enter_prequeue(room, prequeue, token, score)
   end
 end
 
--- The 1-based place of a WAITING token, and where it is: 'arrival' (placed by
--- arrival), 'closed' (in a closed pre-queue), 'prequeue' (in the open
--- pre-queue: no place yet, nil), or nil, nil when it is in none of them.
-local function place(tag, room, waiting, prequeue, token)
+-- The 1-based place of a WAITING token (arrival number `seq`), and where it is:
+-- 'arrival' (placed by arrival), 'closed' (in a closed pre-queue), 'prequeue'
+-- (in the open pre-queue: no place yet, nil), or nil, nil when it is in none.
+-- The pre-queues are sorted sets of arrival numbers.
+local function place(tag, room, w, prequeue, seq)
   local list = segments(room)
-  if #list == 0 then
-    -- The common case, no closed pre-queue waiting: the rank is the place.
-    local rank = redis.call('ZRANK', waiting, token)
-    if rank then
-      return rank + 1, 'arrival'
-    end
-  end
-  local seq = list[1] and redis.call('ZSCORE', waiting, token)
-  if seq then
-    seq = tonumber(seq)
-    local ahead = redis.call('ZRANK', waiting, token)
+  if w_has(w, seq) then
+    local ahead = w_upto(w, seq) - 1
     for _, base in ipairs(list) do
       if base < seq then
         ahead = ahead + redis.call('ZCARD', segment_key(tag, base))
@@ -263,16 +434,16 @@ local function place(tag, room, waiting, prequeue, token)
     return ahead + 1, 'arrival'
   end
   for i, base in ipairs(list) do
-    local rank = redis.call('ZRANK', segment_key(tag, base), token)
+    local rank = redis.call('ZRANK', segment_key(tag, base), digits(seq))
     if rank then
-      local ahead = rank + redis.call('ZCOUNT', waiting, '-inf', base)
+      local ahead = rank + w_upto(w, base)
       for j = 1, i - 1 do
         ahead = ahead + redis.call('ZCARD', segment_key(tag, list[j]))
       end
       return ahead + 1, 'closed'
     end
   end
-  if room.pq and redis.call('ZSCORE', prequeue, token) then
+  if room.pq and redis.call('ZSCORE', prequeue, digits(seq)) then
     return nil, 'prequeue'
   end
   return nil, nil
@@ -280,8 +451,8 @@ end
 
 -- Tokens placed so far (by arrival and in closed pre-queues): all of them come
 -- before the open pre-queue.
-local function placed_count(tag, room, waiting)
-  local n = redis.call('ZCARD', waiting)
+local function placed_count(tag, room, w)
+  local n = w_count(w)
   for _, base in ipairs(segments(room)) do
     n = n + redis.call('ZCARD', segment_key(tag, base))
   end
@@ -290,45 +461,41 @@ end
 
 -- Where a token of the open pre-queue can expect to land: behind everyone
 -- placed, in the middle of the pre-queue.
-local function expected_place(tag, room, waiting, prequeue)
-  return placed_count(tag, room, waiting) + math.floor((redis.call('ZCARD', prequeue) + 1) / 2)
+local function expected_place(tag, room, w, prequeue)
+  return placed_count(tag, room, w) + math.floor((redis.call('ZCARD', prequeue) + 1) / 2)
 end
 
 -- Takes a WAITING token out of every set that orders the queue.
-local function unqueue(tag, room, waiting, prequeue, token)
-  redis.call('ZREM', waiting, token)
-  redis.call('ZREM', prequeue, token)
+local function unqueue(tag, room, w, prequeue, seq)
+  if w_del(w, seq) then
+    return
+  end
+  redis.call('ZREM', prequeue, digits(seq))
   if room then
     for _, base in ipairs(segments(room)) do
-      redis.call('ZREM', segment_key(tag, base), token)
+      redis.call('ZREM', segment_key(tag, base), digits(seq))
     end
   end
 end
 
--- Up to `n` tokens from the head of the queue, in order: tokens placed by
--- arrival before a closed pre-queue's base, then that pre-queue, and so on.
-local function pop_head(tag, room, waiting, n)
+-- Up to `n` arrival numbers from the head of the queue, in order: tokens placed
+-- by arrival before a closed pre-queue's base, then that pre-queue, and so on.
+local function pop_head(tag, room, w, n)
   local out = {}
   local list = segments(room)
   local changed = false
   while #out < n do
     local base = list[1]
     if not base then
-      local rest = redis.call('ZPOPMIN', waiting, n - #out)
-      for i = 1, #rest, 2 do
-        out[#out + 1] = rest[i]
-      end
+      w_pop(w, n - #out, nil, out)
       break
     end
-    for _, token in ipairs(redis.call('ZRANGEBYSCORE', waiting, '-inf', base, 'LIMIT', 0, n - #out)) do
-      redis.call('ZREM', waiting, token)
-      out[#out + 1] = token
-    end
+    w_pop(w, n - #out, base, out)
     if #out < n then
       local key = segment_key(tag, base)
       local got = redis.call('ZPOPMIN', key, n - #out)
       for i = 1, #got, 2 do
-        out[#out + 1] = got[i]
+        out[#out + 1] = tonumber(got[i])
       end
       if redis.call('EXISTS', key) == 0 then
         table.remove(list, 1)

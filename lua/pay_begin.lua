@@ -7,7 +7,7 @@
 -- R_NONCE = this payment's nonce), so a cancel or a queue leave does not release a seat
 -- whose money is moving, and only the latest payment's failure undoes the claim.
 --
--- KEYS[1]  token record   KEYS[2] reservation record
+-- KEYS[1]  token reference (lib.lua token_ref)   KEYS[2] reservation record
 -- ARGV[1]  user id   ARGV[2] reservation id   ARGV[3] grace ms   ARGV[4] concert tag
 -- ARGV[5]  this payment's nonce
 -- returns  {'missing'} | {gate verdict} | {'paid'} | {'lapsed'}

@@ -3,7 +3,10 @@
 --  2. the room's seats are counted (seats left and sold: the state the next
 --     answers show, e.g. SOLD_OUT);
 --  3. ACTIVE tokens past their expiry end (EXPIRED) and free their slots;
---  4. WAITING tokens not polled for the room's idle window leave (EXPIRED);
+--  4. WAITING tokens not polled for the room's idle window leave (EXPIRED):
+--     once an epoch (see mark_poll in lib.lua) those placed by arrival are
+--     found with a few BITOPs; a token in a pre-queue is checked when its turn
+--     comes;
 --  5. if the room is OPEN and some seat is AVAILABLE (or it has no schedule),
 --     the tokens at the head of the queue become ACTIVE, as many as the token
 --     bucket allows (the room's rate per second, at most one second's worth
@@ -11,67 +14,121 @@
 -- The settings are the room's (its hash), and the bucket lives here, in Redis,
 -- so the rate holds whichever server ticks and a change applies at this tick.
 --
--- KEYS[1]  waiting zset   KEYS[2] polled zset   KEYS[3] active zset   KEYS[4] bucket hash
--- KEYS[5]  listed marker (refreshed: the worker visits this queue)   KEYS[6] room hash
--- KEYS[7]  pre-queue zset   KEYS[8] arrival counter   KEYS[9] scratch key
--- ARGV[1]  retention ms of ended records   ARGV[2] token record key prefix
--- ARGV[3]  user index key prefix   ARGV[4] marker ttl ms   ARGV[5] concert tag
+-- KEYS[1]  waiting bitmap   KEYS[2] active zset   KEYS[3] bucket hash
+-- KEYS[4]  listed marker (refreshed: the worker visits this queue)   KEYS[5] room hash
+-- KEYS[6]  pre-queue zset   KEYS[7] arrival counter   KEYS[8] scratch key
+-- ARGV[1]  retention ms of ended records   ARGV[2] marker ttl ms   ARGV[3] concert tag
 -- returns  {'noroom'} | {'ok', waiting count, active count, admitted {token, user, ...},
 --           expired {token, user, ...}, dropped {token, user, ...},
 --           active expiry ms of this tick's admissions, room version, room's
 --           schedules, holds tidied, room view (see render_view)}
+--          (tokens as 'seq#check': see token_name in lib.lua)
 local now = now_ms()
-local room = room_get(KEYS[6])
+local room = room_get(KEYS[5])
 if not room then
   return {'noroom'}
 end
-local tag = ARGV[5]
-local keep, rec, uidx = ARGV[1], ARGV[2], ARGV[3]
+local tag = ARGV[3]
+local w, active_set, scratch = KEYS[1], KEYS[2], KEYS[8]
+local keep = tonumber(ARGV[1])
 local LIMIT = 5000 -- per step and tick, so one tick stays short
 
-open_if_due(tag, room, KEYS[7], KEYS[8], now)
-local lapsed = recount(tag, room, KEYS[9], now)
+open_if_due(tag, room, KEYS[6], KEYS[7], now)
+local lapsed = recount(tag, room, scratch, now)
 
--- Ends a token that is still `from` (a token a payment already PROCESSED keeps
--- its status; it only leaves the set it was in). Returns the user of an ended
--- token, or '' when nothing ended (the caller then reports nothing).
-local function finish(token, from)
-  local key = rec .. token
-  local r = redis.call('HMGET', key, T_USER, T_STATUS)
-  local user = r[1]
-  if user and r[2] == from then
-    redis.call('HSET', key, T_STATUS, EXPIRED)
-    redis.call('PEXPIRE', key, keep)
-    if redis.call('GET', uidx .. user) == token then
-      redis.call('DEL', uidx .. user)
-    end
-    return user
+-- Ends the token of arrival number `seq` if it is still `from` (a token a
+-- payment already PROCESSED keeps its status). Adds it to `list` as
+-- {token, user} when it ended.
+local function finish(seq, from, list)
+  local r = rec_get(tag, seq)
+  if r and r.status == from then
+    r.status = EXPIRED
+    rec_put(r, keep)
+    user_forget(tag, r.user, seq)
+    list[#list + 1] = token_name(r)
+    list[#list + 1] = r.user
   end
-  return ''
 end
 
 local expired = {}
-for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, LIMIT)) do
-  redis.call('ZREM', KEYS[3], token)
-  expired[#expired + 1] = token
-  expired[#expired + 1] = finish(token, ACTIVE)
+for _, seq in ipairs(redis.call('ZRANGEBYSCORE', active_set, '-inf', now, 'LIMIT', 0, LIMIT)) do
+  redis.call('ZREM', active_set, seq)
+  finish(tonumber(seq), ACTIVE, expired)
+end
+
+-- The idle sweep: once an epoch, the tokens placed by arrival with no poll mark
+-- in the last POLL_EPOCHS epochs and this one. The first sweep after the idle
+-- window changed (the epoch length with it) waits a whole window, so every
+-- token has had time to leave marks under the new length.
+local e = poll_epoch(room.idle)
+local k = math.floor(now / e)
+local counts = w .. ':n'
+local sweep = redis.call('HMGET', counts, 'epoch', 'swept')
+local settled = tonumber(sweep[1]) == e
+if sweep[1] and not settled then
+  redis.call('HSET', counts, 'epoch', digits(e), 'swept', digits(k + POLL_EPOCHS))
+elseif not sweep[1] then
+  redis.call('HSET', counts, 'epoch', digits(e), 'swept', digits(k - 1))
+  settled = true
+end
+local recent = {}
+for j = k - POLL_EPOCHS, k do
+  recent[#recent + 1] = poll_key(tag, e, j)
+end
+-- Whether `seq` has polled within the idle window (true when unsure).
+local function lively(seq)
+  if not settled then
+    return true
+  end
+  for _, key in ipairs(recent) do
+    if redis.call('GETBIT', key, seq) == 1 then
+      return true
+    end
+  end
+  return false
 end
 
 local dropped = {}
-for _, token in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - room.idle, 'LIMIT', 0, LIMIT)) do
-  redis.call('ZREM', KEYS[2], token)
-  unqueue(tag, room, KEYS[1], KEYS[7], token)
-  dropped[#dropped + 1] = token
-  dropped[#dropped + 1] = finish(token, WAITING)
+if settled and (tonumber(sweep[2]) or -1) < k then
+  local len = redis.call('STRLEN', w)
+  local done = true
+  if len > 0 then
+    redis.call('BITOP', 'OR', scratch, unpack(recent))
+    if redis.call('STRLEN', scratch) < len then
+      redis.call('SETBIT', scratch, len * 8 - 1, 0)
+    end
+    redis.call('BITOP', 'NOT', scratch, scratch)
+    redis.call('BITOP', 'AND', scratch, scratch, w)
+    local from = tonumber(redis.call('HGET', counts, 'head')) or 0
+    local n = 0
+    while true do
+      local seq = redis.call('BITPOS', scratch, 1, from, -1, 'BIT')
+      if seq < 0 then
+        break
+      end
+      if n >= LIMIT then
+        done = false -- the rest next tick
+        break
+      end
+      w_del(w, seq)
+      finish(seq, WAITING, dropped)
+      n = n + 1
+      from = seq + 1
+    end
+    redis.call('DEL', scratch)
+  end
+  if done then
+    redis.call('HSET', counts, 'swept', digits(k))
+  end
 end
 
 local rate, cap, ttl = room.rate, room.cap, room.ttl
-local b = redis.call('HMGET', KEYS[4], 'tokens', 'at')
+local b = redis.call('HMGET', KEYS[3], 'tokens', 'at')
 local tokens = tonumber(b[1]) or rate
 local at = tonumber(b[2]) or now
 tokens = math.min(rate, tokens + math.max(0, now - at) * rate / 1000)
 
-local active = redis.call('ZCARD', KEYS[3])
+local active = redis.call('ZCARD', active_set)
 local n = math.floor(tokens)
 if cap > 0 then
   n = math.min(n, cap - active)
@@ -83,26 +140,27 @@ n = math.min(n, LIMIT)
 local admitted = {}
 if n > 0 then
   local until_ms = now + ttl
-  for _, token in ipairs(pop_head(tag, room, KEYS[1], n)) do
-    local key = rec .. token
-    redis.call('ZREM', KEYS[2], token)
-    local r = redis.call('HMGET', key, T_USER, T_STATUS)
-    local user = r[1]
-    if user and r[2] == WAITING then
-      redis.call('HSET', key, T_STATUS, ACTIVE, T_ADMITTED, now, T_EXPIRES, until_ms)
-      redis.call('PEXPIRE', key, ttl + tonumber(keep))
-      redis.call('PEXPIRE', uidx .. user, ttl)
-      redis.call('ZADD', KEYS[3], until_ms, token)
-      admitted[#admitted + 1] = token
-      admitted[#admitted + 1] = user
+  for _, seq in ipairs(pop_head(tag, room, w, n)) do
+    local r = rec_get(tag, seq)
+    if r and r.status == WAITING then
+      if lively(seq) then
+        r.status, r.admitted, r.expires = ACTIVE, now, until_ms
+        rec_put(r, ttl + keep)
+        keep_for(user_key(tag, r.user), ttl)
+        redis.call('ZADD', active_set, until_ms, digits(seq))
+        admitted[#admitted + 1] = token_name(r)
+        admitted[#admitted + 1] = r.user
+      else
+        finish(seq, WAITING, dropped)
+      end
     end
   end
   tokens = tokens - #admitted / 2
 end
-redis.call('HSET', KEYS[4], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[4], 3600000)
-redis.call('SET', KEYS[5], 1, 'PX', ARGV[4])
+redis.call('HSET', KEYS[3], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[3], 3600000)
+redis.call('SET', KEYS[4], 1, 'PX', ARGV[2])
 
-local waiting = placed_count(tag, room, KEYS[1]) + redis.call('ZCARD', KEYS[7])
-return {'ok', waiting, redis.call('ZCARD', KEYS[3]), admitted, expired, dropped,
+local waiting = placed_count(tag, room, w) + redis.call('ZCARD', KEYS[6])
+return {'ok', waiting, redis.call('ZCARD', active_set), admitted, expired, dropped,
   now + ttl, room.v, room.n, lapsed, room.view}

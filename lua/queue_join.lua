@@ -2,88 +2,91 @@
 -- live (WAITING or ACTIVE) token there. A user never holds two places. Before
 -- the room opens (opens_at in the future) a new token goes to the pre-queue
 -- with the random score it was given; otherwise it is placed by arrival.
+-- Records, the user index and poll marks are built from the tag (lib.lua).
 --
--- KEYS[1]  user index      {c}:user:<user>   -> token
--- KEYS[2]  new token record {c}:tok:<token>  (hash: see token_field in codes.rs)
--- KEYS[3]  waiting zset    token -> arrival number
--- KEYS[4]  polled zset     token -> last poll ms
--- KEYS[5]  arrival counter
--- KEYS[6]  active zset     token -> expiry ms
--- KEYS[7]  listed marker   present while the admission worker visits this queue
--- KEYS[8]  room hash
--- KEYS[9]  pre-queue zset  token -> random score
--- KEYS[10] the user's join rate limit {c}:rl:join:<user> (see rate_wait in lib.lua)
--- ARGV[1]  new token   ARGV[2] user id   ARGV[3] retention ms of an ended record
--- ARGV[4]  token record key prefix ({c}:tok:), to read the existing token's record
--- ARGV[5]  marker ttl ms   ARGV[6] concert tag   ARGV[7] the new token's pre-queue score
--- ARGV[8]  rate limit interval ms (0 = off)   ARGV[9] rate limit burst
+-- KEYS[1]  waiting bitmap (placed by arrival; counts in KEYS[1]:n)
+-- KEYS[2]  arrival counter   KEYS[3] active zset  seq -> expiry ms
+-- KEYS[4]  listed marker     present while the admission worker visits this queue
+-- KEYS[5]  room hash         KEYS[6] pre-queue zset  seq -> random score
+-- KEYS[7]  the user's join rate limit {c}:rl:join:<user> (see rate_wait in lib.lua)
+-- ARGV[1]  the new token's check (random)   ARGV[2] user id
+-- ARGV[3]  retention ms of an ended record   ARGV[4] marker ttl ms
+-- ARGV[5]  concert tag   ARGV[6] the new token's pre-queue score
+-- ARGV[7]  rate limit interval ms (0 = off)   ARGV[8] rate limit burst
 -- returns  {'limited', ms to wait} (over the user's rate: nothing changed)
 --          | {'noroom'} | {'soldout'} (no live token, and no seat left to sell)
---          | {'ok', created 0/1, token, status, position|0, expected position|0,
---             expires_ms|0, active count, needs listing 0/1, joined ms,
---             arrival number of a new token|0, room view (see render_view)}
+--          | {'ok', created 0/1, token 'seq#check', status, position|0,
+--             expected position|0, expires_ms|0, active count, needs listing 0/1,
+--             joined ms, arrival number of a new token|0, room view (see render_view)}
 -- "needs listing": the worker is not known to visit this queue; the caller adds
 -- the concert to the worker's set. The marker is set here and refreshed by every
 -- admission tick, so a listing that failed is retried by the next join or poll.
 local now = now_ms()
-local wait = rate_wait(KEYS[10], now, ARGV[8], ARGV[9])
+local wait = rate_wait(KEYS[7], now, ARGV[7], ARGV[8])
 if wait > 0 then
   return {'limited', wait}
 end
-local room = room_hot(KEYS[8])
+local room = room_hot(KEYS[5])
 if not room then
   return {'noroom'}
 end
-local tag = ARGV[6]
-open_if_due(tag, room, KEYS[9], KEYS[5], now)
+local tag, user = ARGV[5], ARGV[2]
+local w, prequeue = KEYS[1], KEYS[6]
+open_if_due(tag, room, prequeue, KEYS[2], now)
 local ttl = room.idle + tonumber(ARGV[3])
 
 local function needs_listing()
-  if redis.call('EXISTS', KEYS[7]) == 1 then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
     return 0
   end
-  redis.call('SET', KEYS[7], 1, 'PX', ARGV[5])
+  redis.call('SET', KEYS[4], 1, 'PX', ARGV[4])
   return 1
 end
 
-local function answer(created, token, status, position, expected, expires, joined, arrival)
-  return {'ok', created, token, status, position or 0, expected or 0, expires,
-    redis.call('ZCARD', KEYS[6]), needs_listing(), joined, arrival, view_now(room, now)}
+local function answer(created, r, position, expected, arrival)
+  local expires = 0
+  if r.status == ACTIVE then
+    expires = r.expires
+  end
+  return {'ok', created, token_name(r), r.status, position or 0, expected or 0, expires,
+    redis.call('ZCARD', KEYS[3]), needs_listing(), r.joined, arrival, view_now(room, now)}
 end
 
-local existing = redis.call('GET', KEYS[1])
-if existing then
-  local rec = ARGV[4] .. existing
-  local r = redis.call('HMGET', rec, T_STATUS, T_EXPIRES, T_JOINED)
-  if r[1] == WAITING then
-    local position, where = place(tag, room, KEYS[3], KEYS[9], existing)
+local ukey = user_key(tag, user)
+local existing = tonumber(redis.call('HGET', ukey, user))
+local r = existing and rec_get(tag, existing)
+if r and r.user == user then
+  if r.status == WAITING then
+    local position, where = place(tag, room, w, prequeue, existing)
     if where then
       -- joining again counts as a poll
-      redis.call('ZADD', KEYS[4], now, existing)
-      redis.call('PEXPIRE', rec, ttl)
-      redis.call('PEXPIRE', KEYS[1], ttl)
+      mark_poll(tag, room.idle, existing, now)
+      keep_for(r.key, ttl)
+      keep_for(ukey, ttl)
       local expected = nil
       if where == 'prequeue' then
-        expected = expected_place(tag, room, KEYS[3], KEYS[9])
+        expected = expected_place(tag, room, w, prequeue)
       end
-      return answer(0, existing, WAITING, position, expected, 0, tonumber(r[3]), 0)
+      return answer(0, r, position, expected, 0)
     end
-  elseif r[1] == ACTIVE and tonumber(r[2]) > now then
-    return answer(0, existing, ACTIVE, nil, nil, tonumber(r[2]), tonumber(r[3]), 0)
+  elseif r.status == ACTIVE and r.expires > now then
+    return answer(0, r, nil, nil, 0)
   end
 end
 
 if view_state(room.view) == ROOM_SOLD_OUT then
   return {'soldout'}
 end
-local seq = redis.call('INCR', KEYS[5])
-redis.call('HSET', KEYS[2], T_USER, ARGV[2], T_STATUS, WAITING, T_JOINED, now)
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('ZADD', KEYS[4], now, ARGV[1])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+local seq = redis.call('INCR', KEYS[2])
+r = {key = rec_key(tag, seq), seq = seq, status = WAITING, user = user, check = ARGV[1],
+  joined = now, expires = 0, admitted = 0}
+rec_put(r, ttl)
+redis.call('HSET', ukey, user, digits(seq))
+keep_for(ukey, ttl)
+mark_poll(tag, room.idle, seq, now)
 if room.opens > now then
-  enter_prequeue(room, KEYS[9], ARGV[1], ARGV[7])
-  return answer(1, ARGV[1], WAITING, nil, expected_place(tag, room, KEYS[3], KEYS[9]), 0, now, seq)
+  enter_prequeue(room, prequeue, digits(seq), ARGV[6])
+  return answer(1, r, nil, expected_place(tag, room, w, prequeue), seq)
 end
-redis.call('ZADD', KEYS[3], seq, ARGV[1])
-return answer(1, ARGV[1], WAITING, (place(tag, room, KEYS[3], KEYS[9], ARGV[1])), nil, 0, now, seq)
+w_add(w, seq)
+return answer(1, r, (place(tag, room, w, prequeue, seq)), nil, seq)

@@ -4,37 +4,36 @@
 -- holds in the concert (API.md), but for a hold whose payment is in flight: that
 -- one ends as its payment does.
 --
--- KEYS[1]  token record   KEYS[2] waiting zset   KEYS[3] polled zset   KEYS[4] active zset
--- KEYS[5]  user index   KEYS[6] user's holds zset   KEYS[7] room hash   KEYS[8] pre-queue zset
--- ARGV[1]  token   ARGV[2] user id   ARGV[3] retention ms of an ended record
--- ARGV[4]  concert tag (reservation records, seat holds and closed pre-queues are found from it)
+-- KEYS[1]  token reference 'tag#seq#check' (see token_ref in lib.lua)
+-- KEYS[2]  waiting bitmap   KEYS[3] active zset   KEYS[4] user's holds zset
+-- KEYS[5]  room hash   KEYS[6] pre-queue zset
+-- ARGV[1]  user id   ARGV[2] retention ms of an ended record
 -- returns  nil when unknown or another user's; else {status letter it had,
 --          holds released}
-local r = redis.call('HMGET', KEYS[1], T_USER, T_STATUS)
-if not r[1] or r[1] ~= ARGV[2] then
+local r = rec_of(KEYS[1], ARGV[1])
+if not r then
   return nil
 end
+local had = r.status
+local tag = r.tag
 local released = 0
-if r[2] == WAITING or r[2] == ACTIVE then
+if had == WAITING or had == ACTIVE then
   -- Without its room (a flush) a token can only be in the sets named here; the
   -- admission tick skips a token that is no longer WAITING anyway.
-  unqueue(ARGV[4], room_hot(KEYS[7]), KEYS[2], KEYS[8], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  redis.call('HSET', KEYS[1], T_STATUS, EXPIRED)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  if redis.call('GET', KEYS[5]) == ARGV[1] then
-    redis.call('DEL', KEYS[5])
-  end
+  unqueue(tag, room_hot(KEYS[5]), KEYS[2], KEYS[6], r.seq)
+  redis.call('ZREM', KEYS[3], digits(r.seq))
+  r.status = EXPIRED
+  rec_put(r, tonumber(ARGV[2]))
+  user_forget(tag, r.user, r.seq)
   local now = now_ms()
-  for _, rid in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
-    local rec = reservation_key(ARGV[4], rid)
+  for _, rid in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    local rec = reservation_key(tag, rid)
     local h = redis.call('HMGET', rec, R_SCHEDULE, R_INDEX, R_STATE, R_PAYING)
     if h[3] == PENDING and not paying(h[4], now) then
-      released = released + release_seat(ARGV[4], h[1], h[2], rid)
+      released = released + release_seat(tag, h[1], h[2], rid)
       redis.call('HSET', rec, R_STATE, CANCELED)
-      redis.call('ZREM', KEYS[6], rid)
+      redis.call('ZREM', KEYS[4], rid)
     end
   end
 end
-return {r[2], released}
+return {had, released}

@@ -1,7 +1,7 @@
 -- room_read.lua: a waiting room as its operator (and the concert page) sees it,
 -- with its seats counted now.
 --
--- KEYS[1]  room hash   KEYS[2] waiting zset   KEYS[3] pre-queue zset   KEYS[4] active zset
+-- KEYS[1]  room hash   KEYS[2] waiting bitmap   KEYS[3] pre-queue zset   KEYS[4] active zset
 -- KEYS[5]  scratch key
 -- ARGV[1]  concert tag
 -- returns  {'noroom'} | {'ok', version, schedules, waiting, live active, idle ms,

@@ -2,7 +2,7 @@
 -- one round trip whatever the seat count: the SOLD and HELD bitmaps (after
 -- tidying holds that lapsed).
 --
--- KEYS[1]  token record   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] held bitmap
+-- KEYS[1]  token reference (lib.lua token_ref)   KEYS[2] sold bitmap   KEYS[3] held zset   KEYS[4] held bitmap
 -- ARGV[1]  user id
 -- returns  {verdict} when the pass fails, else {'ok', sold bitmap, held bitmap,
 --          lapsed holds tidied}

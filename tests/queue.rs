@@ -3,10 +3,9 @@
 
 mod common;
 
-use boxoffice::queue::QueueStatus;
+use boxoffice::queue::{QueueStatus, QueueToken};
 use boxoffice::store::Keys;
 use boxoffice::store::keys::{ADMISSION_GROUPS, admission_group};
-use boxoffice::store::scripts::codes::token_field;
 use common::process::Process;
 use common::{Env, TestApp, assert_error, eventually, expect_status};
 use fred::prelude::*;
@@ -513,13 +512,13 @@ async fn the_gate_checks_every_row_in_order() {
     );
     // Processed (set by hand: a paid user, without the payment) and left tokens.
     let redis = common::redis().await;
-    let _: () = redis
-        .hset(
-            app.keys().queue(other_concert).token(&o_token),
-            (token_field::STATUS, QueueStatus::Processed.letter()),
-        )
-        .await
-        .unwrap();
+    let (bucket, field) = app
+        .keys()
+        .queue(other_concert)
+        .token_record(&QueueToken::parse(&o_token).unwrap());
+    let record: String = redis.hget(&bucket, &field).await.unwrap();
+    let processed = format!("{}{}", QueueStatus::Processed.letter(), &record[1..]);
+    let _: () = redis.hset(&bucket, (field, processed)).await.unwrap();
     let _ = redis.quit().await;
     assert_error(
         &get(o_auth.clone(), Some(o_token.clone())).await,
@@ -665,10 +664,13 @@ async fn a_lost_listing_heals_on_the_next_poll() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let record = app.keys().queue(concert).token(&token);
-    let status: String = redis.hget(&record, token_field::STATUS).await.unwrap();
+    let (bucket, field) = app
+        .keys()
+        .queue(concert)
+        .token_record(&QueueToken::parse(&token).unwrap());
+    let record: String = redis.hget(&bucket, &field).await.unwrap();
     assert_eq!(
-        status,
+        &record[..1],
         QueueStatus::Waiting.letter(),
         "an unlisted queue is not visited"
     );

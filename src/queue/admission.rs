@@ -21,7 +21,7 @@
 //! server checks that the rooms it ticked are Postgres's copy.
 
 use super::audit::AuditEvent;
-use super::{ENDED_RETENTION_MS, LISTED_MARKER_MS, QueueStatus, millis, room};
+use super::{ENDED_RETENTION_MS, LISTED_MARKER_MS, QueueStatus, QueueToken, millis, room};
 use crate::AppState;
 use crate::error::{Error, Result};
 use crate::store::keys::ADMISSION_GROUPS;
@@ -31,7 +31,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-use uuid::Uuid;
 
 /// How often admission runs. Finer is smoother; 100 ms keeps a tick cheap.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -303,12 +302,15 @@ pub async fn admit(app: &AppState, concert_id: i64) -> Result<scripts::Ticked> {
                 "reason" => reason)
             .increment(pairs.len() as u64),
         }
-        for (token, user_id) in pairs {
-            let (Ok(token), Ok(user_id)) = (Uuid::parse_str(token), user_id.parse::<i64>()) else {
+        for (name, user_id) in pairs {
+            let (Some(token), Ok(user_id)) = (
+                QueueToken::from_name(concert_id, name),
+                user_id.parse::<i64>(),
+            ) else {
                 continue;
             };
             app.audit.record(AuditEvent {
-                token,
+                token: token.uuid,
                 user_id,
                 concert_id,
                 status,

@@ -124,8 +124,7 @@ fn prequeue_score() -> u64 {
 
 /// Joins `concert_id`'s waiting room (the caller has checked the concert exists).
 pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joined> {
-    let token = QueueToken::new(concert_id)
-        .ok_or_else(|| Error::Internal(format!("concert id {concert_id} does not fit a token")))?;
+    let check = QueueToken::new_check();
     let keys = app.keys.queue(concert_id);
     let score = prequeue_score();
     let reply = room::run_with_room(
@@ -133,7 +132,8 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
         concert_id,
         || scripts::Join {
             keys: &keys,
-            token: &token,
+            concert_id,
+            check,
             user_id,
             ended_retention_ms: ENDED_RETENTION_MS,
             listed_marker_ms: LISTED_MARKER_MS,
@@ -149,6 +149,9 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
         JoinReply::NoRoom => return Err(Error::Internal("join after restore".into())),
         JoinReply::Limited { wait_ms } => return Err(limits::refused(Limit::Join, wait_ms)),
     };
+    let token = QueueToken::from_name(concert_id, &joined.token).ok_or_else(|| {
+        Error::Internal(format!("queue_join: token {:?} does not fit", joined.token))
+    })?;
     if joined.needs_listing {
         app.redis.list_queue(&app.keys, concert_id).await?;
     }
@@ -168,7 +171,7 @@ pub async fn join(app: &AppState, user_id: i64, concert_id: i64) -> Result<Joine
     Ok(Joined {
         created: joined.created,
         view: view(
-            joined.token,
+            token.text(),
             concert_id,
             Place {
                 status: joined.status,

@@ -1,7 +1,9 @@
 //! Every Redis key boxoffice uses is spelled here. The one other place is
 //! `lua/lib.lua`: scripts that release a hold found through a reservation
 //! record build that hold's keys from the concert's tag, with the same
-//! spellings (a test runs them in Redis and compares).
+//! spellings (a test runs them in Redis and compares), and the queue scripts
+//! build token records, the user index and poll marks from it (see
+//! [`QueueKeys::waiting`]).
 //!
 //! All keys start with `REDIS_PREFIX`, so several deployments (or test runs) share
 //! one Redis safely. Keys of one concert carry the hash tag `{c:<concert_id>}` so
@@ -10,6 +12,12 @@
 //! group's lease and its set of queued concerts share the tag `{a:<group>}`, so
 //! the script that takes the lease also reads the set; the groups spread over
 //! the cluster's slots like the concerts do.
+
+use crate::queue::QueueToken;
+
+/// Token records per bucket hash (`REC_BUCKET` in `lua/lib.lua`): few enough
+/// that a bucket stays a listpack, Redis's compact encoding.
+pub const TOKEN_BUCKET: u64 = 128;
 
 /// How many admission groups the concerts are dealt into. Each group has one
 /// lease, so this bounds how many servers share the admission ticks; 16 spreads
@@ -102,15 +110,18 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
-    /// Sorted set: WAITING token -> arrival number.
+    /// Bitmap: bit `n` is set while the token of arrival number `n` waits,
+    /// placed by arrival. `lua/lib.lua` keeps its counts (per block, in all)
+    /// in [`QueueKeys::waiting_counts`]; the scripts also build the token
+    /// records' buckets, the user index and the poll marks from the tag.
     pub fn waiting(&self) -> String {
-        format!("{}:waiting", self.tag)
+        format!("{}:w", self.tag)
     }
-    /// Sorted set: WAITING token -> time of its last poll (ms).
-    pub fn polled(&self) -> String {
-        format!("{}:polled", self.tag)
+    /// Hash: the waiting bitmap's counts (field `all`: all of them).
+    pub fn waiting_counts(&self) -> String {
+        format!("{}:w:n", self.tag)
     }
-    /// Sorted set: ACTIVE token -> the time it expires (ms).
+    /// Sorted set: ACTIVE token's arrival number -> the time it expires (ms).
     pub fn active(&self) -> String {
         format!("{}:active", self.tag)
     }
@@ -126,12 +137,22 @@ impl QueueKeys {
     pub fn bucket(&self) -> String {
         format!("{}:bucket", self.tag)
     }
-    /// Prefix of token records; a record's key is this plus the token.
-    pub fn token_prefix(&self) -> String {
-        format!("{}:tok:", self.tag)
+    /// A reference to a token's record, as a script's first key:
+    /// `<tag>#<arrival number>#<check>` (`token_ref` in `lua/lib.lua`). Not a
+    /// key itself: it carries the concert's hash tag, so Redis Cluster routes
+    /// the script to the slot of the record it names.
+    pub fn token_ref(&self, token: &QueueToken) -> String {
+        format!("{}#{}#{}", self.tag, token.seq, token.check)
     }
-    pub fn token(&self, token: &str) -> String {
-        format!("{}:tok:{token}", self.tag)
+    /// Where a token's record is: its bucket hash and its field, as
+    /// `rec_key` in `lua/lib.lua` spells them (for tests and operators' tools;
+    /// the service goes through [`QueueKeys::token_ref`]). The record is
+    /// `status|user|check|joined ms|expires ms|admitted ms`.
+    pub fn token_record(&self, token: &QueueToken) -> (String, String) {
+        (
+            format!("{}:q:{}", self.tag, token.seq / TOKEN_BUCKET),
+            token.seq.to_string(),
+        )
     }
     /// Hash: the waiting room (settings mirrored from Postgres, seat counts).
     pub fn room(&self) -> String {
@@ -153,13 +174,6 @@ impl QueueKeys {
     /// The concert's hash tag, the start of every key above.
     pub fn tag(&self) -> &str {
         &self.tag
-    }
-    /// Prefix of the user -> live token index.
-    pub fn user_prefix(&self) -> String {
-        format!("{}:user:", self.tag)
-    }
-    pub fn user(&self, user_id: i64) -> String {
-        format!("{}:user:{user_id}", self.tag)
     }
     /// A user's rate limit inside this concert's scripts (join, poll, hold):
     /// under the concert's tag, so the script that checks it touches one slot.
@@ -252,12 +266,10 @@ mod tests {
         let q = k.queue(42);
         for key in [
             q.waiting(),
-            q.polled(),
+            q.waiting_counts(),
             q.active(),
             q.arrivals(),
             q.bucket(),
-            q.token("t"),
-            q.user(7),
             q.room(),
             q.prequeue(),
             q.segment(12),
@@ -265,8 +277,10 @@ mod tests {
         ] {
             assert!(key.starts_with("bo:{c:42}:"), "{key}");
         }
-        assert_eq!(q.token("t"), format!("{}t", q.token_prefix()));
-        assert_eq!(q.user(7), format!("{}7", q.user_prefix()));
+        assert_eq!(
+            q.token_ref(&QueueToken::compose(42, 3, 4).unwrap()),
+            "bo:{c:42}#3#4"
+        );
         let b = k.booking(42);
         for key in [
             b.sold(3),

@@ -49,7 +49,7 @@ impl Script for SeatMap<'_> {
     fn keys(&self) -> Vec<String> {
         let (b, s) = (self.keys, self.schedule_id);
         vec![
-            b.queue().token(&self.token.text()),
+            b.queue().token_ref(self.token),
             b.sold(s),
             b.held(s),
             b.held_bits(s),
@@ -101,7 +101,7 @@ impl Script for Availability<'_> {
     fn keys(&self) -> Vec<String> {
         let b = self.keys;
         let mut keys = Vec::with_capacity(2 + 3 * self.schedule_ids.len());
-        keys.push(b.queue().token(&self.token.text()));
+        keys.push(b.queue().token_ref(self.token));
         keys.push(b.scratch());
         for &s in self.schedule_ids {
             keys.push(b.sold(s));
@@ -183,7 +183,7 @@ impl Script for Hold<'_> {
     fn keys(&self) -> Vec<String> {
         let (b, s) = (self.keys, self.schedule_id);
         vec![
-            b.queue().token(&self.token.text()),
+            b.queue().token_ref(self.token),
             b.sold(s),
             b.held(s),
             b.hold(s, self.seat_index),
@@ -339,7 +339,7 @@ impl Script for PayBegin<'_> {
 
     fn keys(&self) -> Vec<String> {
         vec![
-            self.keys.queue().token(&self.token.text()),
+            self.keys.queue().token_ref(self.token),
             self.keys.reservation(self.reservation_id),
         ]
     }
@@ -426,7 +426,7 @@ impl Script for PayFinish<'_> {
     type Reply = bool;
 
     fn lua() -> &'static Lua {
-        lua!("pay_finish.lua", KeyCount::Exactly(9))
+        lua!("pay_finish.lua", KeyCount::Exactly(8))
     }
 
     fn keys(&self) -> Vec<String> {
@@ -438,9 +438,8 @@ impl Script for PayFinish<'_> {
             b.held(s),
             b.hold(s, self.seat.seat_index),
             b.user_holds(self.user_id),
-            q.token(&self.token.text()),
+            q.token_ref(self.token),
             q.active(),
-            q.user(self.user_id),
             b.held_bits(s),
         ]
     }
@@ -449,7 +448,7 @@ impl Script for PayFinish<'_> {
         vec![
             self.reservation_id.to_string(),
             self.seat.seat_index.to_string(),
-            self.token.text(),
+            self.user_id.to_string(),
             self.ended_retention_ms.to_string(),
         ]
     }

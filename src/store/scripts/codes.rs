@@ -54,18 +54,6 @@ impl ReservationStatus {
     }
 }
 
-/// Fields of a queue token's record (a hash).
-pub mod token_field {
-    pub const USER: &str = "u";
-    pub const STATUS: &str = "s";
-    /// When it joined (ms).
-    pub const JOINED: &str = "j";
-    /// When it was admitted (ms).
-    pub const ADMITTED: &str = "a";
-    /// When its ACTIVE status ends (ms).
-    pub const EXPIRES: &str = "e";
-}
-
 /// Fields of a reservation's record (a hash).
 pub mod reservation_field {
     pub const USER: &str = "u";
@@ -138,11 +126,6 @@ pub const LUA_NAMES: &[(&str, &str)] = &[
     ("PENDING", ReservationStatus::Pending.letter()),
     ("CONFIRMED", ReservationStatus::Confirmed.letter()),
     ("CANCELED", ReservationStatus::Canceled.letter()),
-    ("T_USER", token_field::USER),
-    ("T_STATUS", token_field::STATUS),
-    ("T_JOINED", token_field::JOINED),
-    ("T_ADMITTED", token_field::ADMITTED),
-    ("T_EXPIRES", token_field::EXPIRES),
     ("R_USER", reservation_field::USER),
     ("R_SCHEDULE", reservation_field::SCHEDULE),
     ("R_INDEX", reservation_field::INDEX),

@@ -143,11 +143,15 @@ pub fn full_text(own: &str) -> String {
 }
 
 /// `lib.lua` cut into its helpers: (name, text with the comment above it).
+/// A one-line constant (`local WBLOCK = 65536`) is a helper of its own.
 fn lib_helpers() -> Vec<(String, String)> {
     let mut helpers: Vec<(String, String)> = Vec::new();
     let mut pending = String::new();
     for line in LIB.split_inclusive('\n') {
-        if let Some(rest) = line.strip_prefix("local function ") {
+        let constant = line
+            .strip_prefix("local ")
+            .filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()));
+        if let Some(rest) = line.strip_prefix("local function ").or(constant) {
             let name: String = rest
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')

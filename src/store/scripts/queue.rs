@@ -43,7 +43,9 @@ impl Denied {
 /// the pre-queue before the room opens), or returns their live one.
 pub struct Join<'a> {
     pub keys: &'a QueueKeys,
-    pub token: &'a QueueToken,
+    pub concert_id: i64,
+    /// A new token's random check ([`QueueToken::new_check`]).
+    pub check: u64,
     pub user_id: i64,
     /// How long an ended record stays readable (a WAITING one also lives the
     /// room's idle window past its last poll).
@@ -61,6 +63,8 @@ pub struct Join<'a> {
 pub struct Joined {
     /// A new token was made (else the user's live one is returned).
     pub created: bool,
+    /// The token as the script names it, `seq#check`
+    /// ([`QueueToken::from_name`] spells it).
     pub token: String,
     pub status: QueueStatus,
     /// 1-based while WAITING with a place (none in the open pre-queue).
@@ -99,16 +103,13 @@ impl Script for Join<'_> {
     type Reply = JoinReply;
 
     fn lua() -> &'static Lua {
-        lua!("queue_join.lua", KeyCount::Exactly(10))
+        lua!("queue_join.lua", KeyCount::Exactly(7))
     }
 
     fn keys(&self) -> Vec<String> {
         let q = self.keys;
         vec![
-            q.user(self.user_id),
-            q.token(&self.token.text()),
             q.waiting(),
-            q.polled(),
             q.arrivals(),
             q.active(),
             q.listed(),
@@ -121,10 +122,9 @@ impl Script for Join<'_> {
     fn args(&self) -> Vec<String> {
         let [interval, burst] = self.rate.args();
         vec![
-            self.token.text(),
+            self.check.to_string(),
             self.user_id.to_string(),
             self.ended_retention_ms.to_string(),
-            self.keys.token_prefix(),
             self.listed_marker_ms.to_string(),
             self.keys.tag().to_owned(),
             self.prequeue_score.to_string(),
@@ -202,17 +202,15 @@ impl Script for Poll<'_> {
     type Reply = PollReply;
 
     fn lua() -> &'static Lua {
-        lua!("queue_status.lua", KeyCount::Exactly(10))
+        lua!("queue_status.lua", KeyCount::Exactly(8))
     }
 
     fn keys(&self) -> Vec<String> {
         let q = self.keys;
         vec![
-            q.token(&self.token.text()),
+            q.token_ref(self.token),
             q.waiting(),
-            q.polled(),
             q.active(),
-            q.user(self.user_id),
             q.listed(),
             q.room(),
             q.prequeue(),
@@ -224,11 +222,9 @@ impl Script for Poll<'_> {
     fn args(&self) -> Vec<String> {
         let [interval, burst] = self.rate.args();
         vec![
-            self.token.text(),
             self.user_id.to_string(),
             self.ended_retention_ms.to_string(),
             self.listed_marker_ms.to_string(),
-            self.keys.tag().to_owned(),
             interval,
             burst,
         ]
@@ -277,7 +273,7 @@ impl Script for Gate<'_> {
     }
 
     fn keys(&self) -> Vec<String> {
-        vec![self.keys.token(&self.token.text())]
+        vec![self.keys.token_ref(self.token)]
     }
 
     fn args(&self) -> Vec<String> {
@@ -314,18 +310,16 @@ impl Script for Leave<'_> {
     type Reply = Option<Left>;
 
     fn lua() -> &'static Lua {
-        lua!("queue_leave.lua", KeyCount::Exactly(8))
+        lua!("queue_leave.lua", KeyCount::Exactly(6))
     }
 
     fn keys(&self) -> Vec<String> {
         let q = self.keys.queue(self.token.concert_id);
         let b = self.keys.booking(self.token.concert_id);
         vec![
-            q.token(&self.token.text()),
+            q.token_ref(self.token),
             q.waiting(),
-            q.polled(),
             q.active(),
-            q.user(self.user_id),
             b.user_holds(self.user_id),
             q.room(),
             q.prequeue(),
@@ -334,10 +328,8 @@ impl Script for Leave<'_> {
 
     fn args(&self) -> Vec<String> {
         vec![
-            self.token.text(),
             self.user_id.to_string(),
             self.ended_retention_ms.to_string(),
-            self.keys.concert_tag(self.token.concert_id),
         ]
     }
 
@@ -360,7 +352,8 @@ pub struct Admit<'a> {
     pub listed_marker_ms: u64,
 }
 
-/// What a tick did. Tokens come as `(token, user id)`.
+/// What a tick did. Tokens come as `(token, user id)`, the token as the
+/// script names it (`seq#check`: [`QueueToken::from_name`] spells it).
 #[derive(Debug)]
 pub struct Ticked {
     /// WAITING tokens: placed, and in pre-queues.
@@ -385,14 +378,13 @@ impl Script for Admit<'_> {
     type Reply = Roomed<Ticked>;
 
     fn lua() -> &'static Lua {
-        lua!("queue_admit.lua", KeyCount::Exactly(9))
+        lua!("queue_admit.lua", KeyCount::Exactly(8))
     }
 
     fn keys(&self) -> Vec<String> {
         let q = self.keys;
         vec![
             q.waiting(),
-            q.polled(),
             q.active(),
             q.bucket(),
             q.listed(),
@@ -406,8 +398,6 @@ impl Script for Admit<'_> {
     fn args(&self) -> Vec<String> {
         vec![
             self.ended_retention_ms.to_string(),
-            self.keys.token_prefix(),
-            self.keys.user_prefix(),
             self.listed_marker_ms.to_string(),
             self.keys.tag().to_owned(),
         ]
