@@ -8,7 +8,10 @@
 #     no sale that was not answered 201;
 #   - the ledger balances for every user (balance = charges - uses);
 #   - Redis shows exactly the sold seats as SOLD;
-#   - no request got a 5xx.
+#   - no request got a 5xx or went unanswered, and no fan gave up: a fan
+#     refused `409 sold_out`, or still WAITING when the room turns SOLD_OUT,
+#     ends at once as sold-out; a fan not admitted while seats remained (its
+#     token ended, or BO_WAIT_SECS, 600 s, passed) gave up.
 #
 #   loadtest/spike.sh [USERS]          SPIKE_GOOSE_USERS=500 concurrent fans by default
 #   RECORD=1 loadtest/spike.sh         (make spike RECORD=1) also append to RESULTS.md

@@ -14,6 +14,7 @@
 //! | `BO_CONCERT`, `BO_SCHEDULE` | unset: a new concert is made | the concert and schedule to load |
 //! | `BO_SEATS` / `BO_PRICE` | `50000` / `1000` | seats and price of that new schedule |
 //! | `BO_RESULTS` | unset | journey: where each paid sale is written (`payment reservation user`) |
+//! | `BO_WAIT_SECS` | `600` | journey: how long a fan waits to be admitted before giving up |
 //!
 //! Users are platform users: ids drawn at random below 10^15, tokens signed
 //! with the shared secret (API.md: a well-signed token of an unseen user is

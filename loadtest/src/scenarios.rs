@@ -8,6 +8,12 @@
 //! - `journey`: the whole spike, one new fan per iteration: create user, charge,
 //!   join, poll until ACTIVE, browse, hold an available seat, pay (with an
 //!   `Idempotency-Key`); a fan who finds nothing left leaves the queue.
+//!   Each journey ends as one of the summary line's outcomes: paid; sold-out
+//!   (the join refused `409 sold_out`, a poll showing the token WAITING in a
+//!   SOLD_OUT room, or an empty seat map); lost-races (every hold taken
+//!   first); gave-up (not admitted while seats remained: the token ended, an
+//!   error, no answer, or no admission within `BO_WAIT_SECS`; or the seat map
+//!   could not be read).
 
 use crate::fan::{self, Target};
 use goose::prelude::*;
@@ -79,7 +85,58 @@ async fn call(
     }
 }
 
-async fn join(user: &mut GooseUser, auth: &str) -> Outcome<Option<String>> {
+/// Where a fan stands after a join or poll answer (its status, 0 when no
+/// answer, and its JSON body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// ACTIVE: on to the seats.
+    Admitted,
+    /// WAITING in a room that still has seats to sell, or told to slow down
+    /// (`429`): ask again.
+    Waiting,
+    /// Nothing left to buy: the join was refused `409 sold_out`, or the token
+    /// is WAITING and its room says SOLD_OUT (API.md: WAITING tokens stay
+    /// WAITING when the last seat sells, so that their answers say so).
+    SoldOut,
+    /// Anything else (EXPIRED or PROCESSED while never admitted, an unknown
+    /// token, another error, no answer): the fan gives up.
+    Lost,
+}
+
+fn standing(status: u16, body: &Value) -> Standing {
+    match status {
+        200 | 201 => match (body["status"].as_str(), body["room_state"].as_str()) {
+            (Some("ACTIVE"), _) => Standing::Admitted,
+            (Some("WAITING"), Some("SOLD_OUT")) => Standing::SoldOut,
+            (Some("WAITING"), _) => Standing::Waiting,
+            _ => Standing::Lost,
+        },
+        409 if body["error"]["code"] == "sold_out" => Standing::SoldOut,
+        429 => Standing::Waiting,
+        _ => Standing::Lost,
+    }
+}
+
+/// The seat numbers of an `?status=AVAILABLE` seat map answer: `None` when it
+/// was not answered 200 (the fan could not see the seats), empty when every
+/// seat is taken.
+fn free_seats(status: u16, map: &Value) -> Option<Vec<i64>> {
+    (status == 200).then(|| {
+        map["seats"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|s| s["seat_no"].as_i64()).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// How long a fan waits to be admitted before giving up: `BO_WAIT_SECS`, 600 s
+/// by default.
+fn wait_limit() -> Duration {
+    Duration::from_secs(fan::env_i64("BO_WAIT_SECS").map_or(600, |s| s.max(0) as u64))
+}
+
+/// Joins the target concert: where the fan stands, and its token if it got one.
+async fn join(user: &mut GooseUser, auth: &str) -> Outcome<(Standing, Option<String>)> {
     let (status, body) = call(
         user,
         GooseMethod::Post,
@@ -89,13 +146,14 @@ async fn join(user: &mut GooseUser, auth: &str) -> Outcome<Option<String>> {
         Some(json!({"concert_id": target().concert})),
     )
     .await?;
-    Ok((status == 201 || status == 200)
+    let token = (status == 201 || status == 200)
         .then(|| body["token"].as_str().map(str::to_owned))
-        .flatten())
+        .flatten();
+    Ok((standing(status, &body), token))
 }
 
-async fn poll(user: &mut GooseUser, auth: &str, token: &str) -> Outcome<String> {
-    let (_, body) = call(
+async fn poll(user: &mut GooseUser, auth: &str, token: &str) -> Outcome<Standing> {
+    let (status, body) = call(
         user,
         GooseMethod::Get,
         &format!("/queue/tokens/{token}"),
@@ -104,31 +162,45 @@ async fn poll(user: &mut GooseUser, auth: &str, token: &str) -> Outcome<String> 
         None,
     )
     .await?;
-    Ok(body["status"].as_str().unwrap_or("").to_owned())
+    Ok(standing(status, &body))
 }
 
-/// Polls (every `every`) until the token is ACTIVE; `false` if it never is.
+/// Polls (every `every`) until the token is ACTIVE or its room is sold out;
+/// `Lost` if neither happens within [`wait_limit`] or the token ends.
 async fn wait_active(
     user: &mut GooseUser,
     auth: &str,
     token: &str,
     every: Duration,
-) -> Outcome<bool> {
-    let deadline = Instant::now() + Duration::from_secs(600);
+) -> Outcome<Standing> {
+    let deadline = Instant::now() + wait_limit();
     while Instant::now() < deadline {
-        match poll(user, auth, token).await?.as_str() {
-            "ACTIVE" => return Ok(true),
-            "WAITING" => tokio::time::sleep(every).await,
-            _ => return Ok(false),
+        match poll(user, auth, token).await? {
+            Standing::Waiting => tokio::time::sleep(every).await,
+            done => return Ok(done),
         }
     }
-    Ok(false)
+    Ok(Standing::Lost)
+}
+
+/// Leaves the queue: gives the slot back, or the place in a sold-out room.
+async fn leave(user: &mut GooseUser, auth: &str, token: &str) -> TransactionResult {
+    call(
+        user,
+        GooseMethod::Delete,
+        &format!("/queue/tokens/{token}"),
+        "leave",
+        &[("authorization", auth)],
+        None,
+    )
+    .await?;
+    Ok(())
 }
 
 /// on_start of the scenarios that need an admitted fan.
 async fn become_active(user: &mut GooseUser) -> TransactionResult {
     let (_, auth) = fan::mint();
-    let token = join(user, &auth).await?;
+    let (_, token) = join(user, &auth).await?;
     if let Some(t) = &token {
         wait_active(user, &auth, t, Duration::from_millis(100)).await?;
     }
@@ -143,7 +215,7 @@ fn pass(user: &GooseUser) -> (String, String) {
 
 async fn join_new(user: &mut GooseUser) -> TransactionResult {
     let (_, auth) = fan::mint();
-    let token = join(user, &auth).await?;
+    let (_, token) = join(user, &auth).await?;
     user.set_session_data(Fan { auth, token });
     Ok(())
 }
@@ -248,14 +320,31 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
         Some(json!({"amount": price * 2})),
     )
     .await?;
-    let Some(token) = join(user, &auth).await? else {
-        GAVE_UP.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
-    };
-    if !wait_active(user, &auth, &token, Duration::from_millis(250)).await? {
-        GAVE_UP.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
+    let every = Duration::from_millis(250);
+    let (mut standing, token) = join(user, &auth).await?;
+    if let (Standing::Waiting, Some(t)) = (standing, &token) {
+        standing = wait_active(user, &auth, t, every).await?;
     }
+    let token = match (standing, token) {
+        (Standing::Admitted, Some(token)) => token,
+        (Standing::SoldOut, token) => {
+            // Refused at the door, or waiting when the last seat sold.
+            SOLD_OUT.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = token {
+                leave(user, &auth, &t).await?;
+            }
+            return Ok(());
+        }
+        // Not admitted while seats remained (the token ended, an error, or
+        // the wait ran out), or a join with no token.
+        (_, token) => {
+            GAVE_UP.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = token {
+                leave(user, &auth, &t).await?;
+            }
+            return Ok(());
+        }
+    };
     let h = [
         ("authorization", auth.as_str()),
         ("x-queue-token", token.as_str()),
@@ -272,9 +361,10 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
     .await?;
     let mut paid = false;
     let mut sold_out = false;
+    let mut gave_up = false;
     for _ in 0..3 {
         let path = format!("/schedules/{}/seats?status=AVAILABLE", t.schedule);
-        let (_, map) = call(
+        let (status, map) = call(
             user,
             GooseMethod::Get,
             &path,
@@ -283,10 +373,11 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
             None,
         )
         .await?;
-        let free: Vec<i64> = map["seats"]
-            .as_array()
-            .map(|s| s.iter().filter_map(|s| s["seat_no"].as_i64()).collect())
-            .unwrap_or_default();
+        let Some(free) = free_seats(status, &map) else {
+            // The seats could not be read (the pass lapsed, an error).
+            gave_up = true;
+            break;
+        };
         if free.is_empty() {
             SOLD_OUT.fetch_add(1, Ordering::Relaxed);
             sold_out = true;
@@ -336,20 +427,14 @@ async fn journey(user: &mut GooseUser) -> TransactionResult {
         }
         break;
     }
-    if !paid && !sold_out {
+    if gave_up {
+        GAVE_UP.fetch_add(1, Ordering::Relaxed);
+    } else if !paid && !sold_out {
         LOST_RACES.fetch_add(1, Ordering::Relaxed);
     }
     if !paid {
         // Give the slot back to the next fan.
-        call(
-            user,
-            GooseMethod::Delete,
-            &format!("/queue/tokens/{token}"),
-            "leave",
-            &[("authorization", &auth)],
-            None,
-        )
-        .await?;
+        leave(user, &auth, &token).await?;
     }
     Ok(())
 }
@@ -443,4 +528,85 @@ pub async fn run() -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(status: &str, room: &str) -> Value {
+        json!({"token": "t", "status": status, "room_state": room, "position": null})
+    }
+
+    #[test]
+    fn an_active_token_is_admitted_whatever_the_room_says() {
+        for room in ["OPEN", "PAUSED", "SOLD_OUT"] {
+            assert_eq!(standing(200, &view("ACTIVE", room)), Standing::Admitted);
+        }
+        assert_eq!(standing(201, &view("ACTIVE", "OPEN")), Standing::Admitted);
+    }
+
+    #[test]
+    fn a_waiting_token_waits_until_its_room_is_sold_out() {
+        for room in ["OPEN", "PAUSED", "SCHEDULED"] {
+            assert_eq!(standing(200, &view("WAITING", room)), Standing::Waiting);
+            assert_eq!(standing(201, &view("WAITING", room)), Standing::Waiting);
+        }
+        // A poll, or a join that returns the user's live token (both 200).
+        assert_eq!(
+            standing(200, &view("WAITING", "SOLD_OUT")),
+            Standing::SoldOut
+        );
+    }
+
+    #[test]
+    fn a_join_refused_sold_out_is_sold_out_and_other_conflicts_are_not() {
+        let refused =
+            json!({"error": {"code": "sold_out", "message": "every seat of this concert is sold"}});
+        assert_eq!(standing(409, &refused), Standing::SoldOut);
+        let other = json!({"error": {"code": "idempotency_key_in_use", "message": "…"}});
+        assert_eq!(standing(409, &other), Standing::Lost);
+    }
+
+    #[test]
+    fn a_rate_limited_answer_means_ask_again() {
+        let limited = json!({"error": {"code": "rate_limited", "message": "slow down"}});
+        assert_eq!(standing(429, &limited), Standing::Waiting);
+    }
+
+    #[test]
+    fn a_token_that_ended_unadmitted_or_an_error_is_a_give_up() {
+        // Still counted as giving up, so the spike's check can fail.
+        for status in ["EXPIRED", "PROCESSED"] {
+            for room in ["OPEN", "SOLD_OUT"] {
+                assert_eq!(standing(200, &view(status, room)), Standing::Lost);
+            }
+        }
+        let gone = json!({"error": {"code": "queue_token_not_found", "message": "…"}});
+        assert_eq!(standing(404, &gone), Standing::Lost);
+        assert_eq!(
+            standing(503, &json!({"error": {"code": "unavailable"}})),
+            Standing::Lost
+        );
+        assert_eq!(standing(500, &Value::Null), Standing::Lost);
+        assert_eq!(standing(0, &Value::Null), Standing::Lost);
+        // A 200 that is not a token view.
+        assert_eq!(standing(200, &Value::Null), Standing::Lost);
+        assert_eq!(standing(200, &json!({"status": "NEW"})), Standing::Lost);
+    }
+
+    #[test]
+    fn free_seats_reads_a_seat_map_and_tells_an_empty_one_from_an_unread_one() {
+        let map = json!({"schedule_id": 1, "seats": [
+            {"seat_id": 10, "seat_no": 3, "price": 1000, "status": "AVAILABLE"},
+            {"seat_id": 11, "seat_no": 7, "price": 1000, "status": "AVAILABLE"}]});
+        assert_eq!(free_seats(200, &map), Some(vec![3, 7]));
+        assert_eq!(
+            free_seats(200, &json!({"schedule_id": 1, "seats": []})),
+            Some(vec![])
+        );
+        let expired = json!({"error": {"code": "queue_token_expired", "message": "…"}});
+        assert_eq!(free_seats(401, &expired), None);
+        assert_eq!(free_seats(0, &Value::Null), None);
+    }
 }
