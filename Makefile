@@ -24,7 +24,7 @@ DRIVER ?= wrk
 # `make run-many N=5`: how many boxoffice instances run behind haproxy.
 N ?= 3
 
-.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run run-many test test-browser test-prometheus test-openapi k6-smoke chaos test-cluster lint conformance bench spike scale stop-services clean
+.PHONY: help cluster stop-cluster services browser-tools prometheus-tools shared run run-many test test-browser test-prometheus test-openapi k6-smoke chaos test-cluster lint conformance bench spike scale spread stop-services clean
 
 help:
 	@echo "make run            start Redis/Postgres if needed, migrate, seed a demo, serve on 127.0.0.1:8080"
@@ -48,6 +48,7 @@ help:
 	@echo "make spike          the spike check (SPIKE_USERS=100000 by default; SPIKE_INSTANCES=3: through"
 	@echo "                    haproxy to 3 instances sharing one database and key prefix, as make run-many)"
 	@echo "make scale          Redis memory and latency with 1 000 000 waiting (SCALE_WAITING)"
+	@echo "make spread         30 concerts' load on the masters of make cluster: each within ±20 % of its share"
 	@echo "                    bench/spike/scale write loadtest/out/; RECORD=1 also updates loadtest/RESULTS.md"
 	@echo "make stop-services  stop the project-local Redis/Postgres"
 	@echo "make cluster        a local Redis Cluster: 3 masters + 3 replicas on 127.0.0.1:7000-7005"
@@ -157,6 +158,9 @@ spike:
 
 scale: services
 	@RECORD=$(RECORD) loadtest/scale.sh $(SCALE_WAITING)
+
+spread:
+	@RECORD=$(RECORD) loadtest/spread.sh
 
 stop-services:
 	@scripts/services.sh stop

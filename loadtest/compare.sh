@@ -144,8 +144,15 @@ replay_bench() {
   probe=$(redis-cli -u "$REDIS_URL" --no-auth-warning "${cmd[@]//__rand_int__/$(printf '%012d' $((r - 1)))}" |
     awk 'NR == 1')
   [ "$probe" = ok ] || { echo "$label: the replayed call answers '$probe', not 'ok'" >&2; exit 1; }
+  # Redis's own time per call of this script alone (INFO commandstats lumps
+  # every script under evalsha, so the counters are reset before each replay):
+  # what docs/scaling.md sizes shards with.
+  redis-cli -u "$REDIS_URL" --no-auth-warning config resetstat >/dev/null
   NOTE="$note; $(cat "$work/replay.$name.how")" redis_bench "$label" "$n" -r "$r" "${cmd[@]}"
+  redis-cli -u "$REDIS_URL" --no-auth-warning info commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p' >"$work/usec.$name"
 }
+usec() { cat "$work/usec.$1" 2>/dev/null || echo n/a; }
 
 wrk_bench() { # wrk_bench <label> <script> <url> [note]
   # A 1 s warm-up first (catalog loads, id blocks, connections), not counted;
@@ -366,11 +373,11 @@ r_poll=$(ratio "$(val "boxoffice GET /queue/tokens/{t} (poll)")" "$(val "raw GET
 hold_p99=$(awk -F'|' '$1 == "boxoffice POST /reservations (hold)" {print $4}' "$rows")
 # two_ratios <path> <HTTP row> <script row> <primitive row>: one line of the
 # per-path table: HTTP ÷ its own script, script ÷ primitive.
-two_ratios() {
+two_ratios() { # two_ratios <path> <HTTP row> <script row> <primitive row> <replay name>
   local http script prim
   http=$(val "$2"); script=$(val "$3"); prim=$(val "$4")
-  printf '| %s | %.0f | %.0f | %s | %.0f | %s × | %s × |\n' "$1" "${http:-0}" "${script:-0}" "${4#raw }" "${prim:-0}" \
-    "$(ratio2 "$http" "$script")" "$(ratio2 "$script" "$prim")"
+  printf '| %s | %.0f | %.0f | %s | %s | %.0f | %s × | %s × |\n' "$1" "${http:-0}" "${script:-0}" "$(usec "$5")" \
+    "${4#raw }" "${prim:-0}" "$(ratio2 "$http" "$script")" "$(ratio2 "$script" "$prim")"
 }
 # ratio2 A B: A / B with two significant digits below 0.1 (the seat map's).
 ratio2() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else if (a / b < 0.1) printf "%.2g", a / b; else printf "%.2f", a / b }'; }
@@ -399,15 +406,16 @@ ${BENCH_SERVER_WORKERS:+, TOKIO_WORKER_THREADS=$BENCH_SERVER_WORKERS}."
   echo "| poll vs raw GET | $r_poll × | ≥ 0.6 × | ≥ 0.7 × |"
   echo "| seat map, 50 000 seats, server time (mean) | ${map_server_ms:-n/a} ms | ≤ 20 ms | ≤ 5 ms |"
   echo
-  echo "| path | HTTP req/s | its script, EVALSHA req/s | primitive | primitive req/s | HTTP ÷ script (aim ≥ 0.7) | script ÷ primitive |"
-  echo "|---|---:|---:|---|---:|---:|---:|"
-  two_ratios "join \`POST /queue/tokens\`" "boxoffice POST /queue/tokens (join)" "raw EVALSHA $JOIN_LUA" "raw ZADD"
-  two_ratios "poll \`GET /queue/tokens/{t}\`" "boxoffice GET /queue/tokens/{t} (poll)" "raw EVALSHA $POLL_LUA" "raw GET"
-  two_ratios "hold \`POST /reservations\`" "boxoffice POST /reservations (hold)" "raw EVALSHA $HOLD_LUA" "raw SET NX PX"
-  two_ratios "seat map, 50 000 seats" "boxoffice GET /schedules/{id}/seats (50 000 seats)" "raw EVALSHA $MAP_LUA" "raw GET"
+  echo "| path | HTTP req/s | its script, EVALSHA req/s | Redis µs per call | primitive | primitive req/s | HTTP ÷ script (aim ≥ 0.7) | script ÷ primitive |"
+  echo "|---|---:|---:|---:|---|---:|---:|---:|"
+  two_ratios "join \`POST /queue/tokens\`" "boxoffice POST /queue/tokens (join)" "raw EVALSHA $JOIN_LUA" "raw ZADD" join
+  two_ratios "poll \`GET /queue/tokens/{t}\`" "boxoffice GET /queue/tokens/{t} (poll)" "raw EVALSHA $POLL_LUA" "raw GET" poll
+  two_ratios "hold \`POST /reservations\`" "boxoffice POST /reservations (hold)" "raw EVALSHA $HOLD_LUA" "raw SET NX PX" hold
+  two_ratios "seat map, 50 000 seats" "boxoffice GET /schedules/{id}/seats (50 000 seats)" "raw EVALSHA $MAP_LUA" "raw GET" map
   echo
   echo "HTTP ÷ script: what axum, JWT, JSON and the client add to the one round trip; script ÷ primitive: what
-the data layout costs in Redis. Each script row replays one call the service made (seen with \`redis-cli
+the data layout costs in Redis. Redis µs per call: \`INFO commandstats\` usec_per_call of the script
+alone during its replay (the counters reset before it): Redis's own CPU per call, what shards are sized by. Each script row replays one call the service made (seen with \`redis-cli
 MONITOR\` around a few requests before the load; replayed after it, the server stopped). Poll: as sent, the
 same WAITING token polled again (the real poll path). Seat map: as sent, the same fan's map read again;
 this schedule has no holds or sales, so its bitmaps are absent and the script's reads are small, while the

@@ -7,20 +7,23 @@ use crate::AppState;
 use crate::catalog::{SeatCatalog, SeatStatus};
 use crate::error::Result;
 use crate::queue::gate;
-use crate::store::scripts::{self, Script};
+use crate::store::scripts::{self, Script, SeatBits};
+use fred::bytes::Bytes;
 use std::sync::Arc;
 
 /// A schedule's seats and their statuses, as one read saw them.
 pub struct SeatMap {
     catalog: Arc<SeatCatalog>,
-    statuses: Vec<SeatStatus>,
+    bits: SeatBits,
 }
 
 impl SeatMap {
     /// `{"schedule_id":…,"seats":[…]}`, only the seats in `only` when given.
-    /// (Rendered from bytes the catalog prepared: a 50 000-seat map is a copy.)
-    pub fn render(&self, only: Option<SeatStatus>) -> Vec<u8> {
-        self.catalog.render(&self.statuses, only)
+    /// (Rendered from bytes the catalog prepared, and only once per content of
+    /// the bitmaps: [`SeatCatalog::render_bits`].)
+    pub fn render(&self, only: Option<SeatStatus>) -> Bytes {
+        self.catalog
+            .render_bits(&self.bits.sold, &self.bits.held, only)
     }
 }
 
@@ -43,6 +46,5 @@ pub async fn seat_map(
     .await?
     .map_err(gate::refused)?;
     count_lapsed(bits.lapsed);
-    let statuses = catalog.statuses(&bits.sold, &bits.held);
-    Ok(SeatMap { catalog, statuses })
+    Ok(SeatMap { catalog, bits })
 }

@@ -16,6 +16,7 @@
 use crate::error::{Error, Result};
 use crate::store::postgres::Deadline;
 use chrono::{DateTime, Utc};
+use fred::bytes::Bytes;
 use serde::Deserialize;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -60,6 +61,18 @@ pub struct SeatCatalog {
     /// Each seat's rendered fixed part, back to back; seat `i`'s ends at `ends[i]`.
     json: Vec<u8>,
     ends: Vec<usize>,
+    /// The last map rendered for each filter, with the bitmaps it was
+    /// rendered from (see [`SeatCatalog::render_bits`]).
+    rendered: Mutex<Vec<Rendered>>,
+}
+
+/// A rendered map and what it shows.
+#[derive(Debug)]
+struct Rendered {
+    sold: Bytes,
+    held: Bytes,
+    only: Option<SeatStatus>,
+    body: Bytes,
 }
 
 impl SeatCatalog {
@@ -89,6 +102,7 @@ impl SeatCatalog {
             seats,
             json,
             ends,
+            rendered: Mutex::new(Vec::new()),
         }
     }
 
@@ -119,6 +133,32 @@ impl SeatCatalog {
                 }
             })
             .collect()
+    }
+
+    /// The map of the seats as the SOLD and HELD bitmaps `sold` and `held`
+    /// show them (keeping only seats in `only` when given), rendered once per
+    /// distinct content: during a sale fifty fans read the same schedule
+    /// between two changes of its seats, and a 50 000-seat map is 3.4 MB of
+    /// JSON, so they share one body (a clone of [`Bytes`] is a reference
+    /// count) and a read costs the two 6 KB compares.
+    pub fn render_bits(&self, sold: &Bytes, held: &Bytes, only: Option<SeatStatus>) -> Bytes {
+        let lock = || self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = lock()
+            .iter()
+            .find(|r| r.only == only && r.sold == sold && r.held == held)
+        {
+            return hit.body.clone();
+        }
+        let body = Bytes::from(self.render(&self.statuses(sold, held), only));
+        let mut cache = lock();
+        cache.retain(|r| r.only != only);
+        cache.push(Rendered {
+            sold: sold.clone(),
+            held: held.clone(),
+            only,
+            body: body.clone(),
+        });
+        body
     }
 
     /// `{"schedule_id":…,"seats":[…]}` with each seat's status, keeping only
@@ -249,6 +289,41 @@ mod tests {
         assert_eq!(c.index_of(-1), None);
         assert_eq!(c.index_of(i64::MAX), None);
         assert_eq!(c.seat(2).map(|s| s.id), Some(130));
+    }
+
+    #[test]
+    fn a_map_is_rendered_once_per_content_of_its_bitmaps() {
+        let c = catalog(&[1, 2, 3]);
+        let (none, first) = (Bytes::new(), Bytes::from_static(&[0x80]));
+        let a = c.render_bits(&none, &none, None);
+        let b = c.render_bits(&Bytes::new(), &Bytes::new(), None);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bitmaps share one body");
+        assert_eq!(a, c.render(&c.statuses(&none, &none), None));
+        // A seat sold: a new body, right; the filtered map is its own entry.
+        let sold = c.render_bits(&first, &none, None);
+        assert_ne!(sold.as_ptr(), a.as_ptr());
+        assert!(
+            std::str::from_utf8(&sold)
+                .unwrap()
+                .contains(r#""seat_no":1,"price":1000,"status":"SOLD""#)
+        );
+        let only = c.render_bits(&first, &none, Some(SeatStatus::Sold));
+        assert_eq!(
+            only,
+            c.render(&c.statuses(&first, &none), Some(SeatStatus::Sold))
+        );
+        assert_eq!(
+            c.render_bits(&first, &none, None).as_ptr(),
+            sold.as_ptr(),
+            "each filter keeps its own last map"
+        );
+        // Held instead of sold is another content.
+        let held = c.render_bits(&none, &first, None);
+        assert!(
+            std::str::from_utf8(&held)
+                .unwrap()
+                .contains(r#""seat_no":1,"price":1000,"status":"HELD""#)
+        );
     }
 
     #[test]
