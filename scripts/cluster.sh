@@ -18,6 +18,10 @@
 #   scripts/cluster.sh masters          print the masters now, host:port,host:port (they move
 #                                       with failovers; .dev/cluster/env has them as
 #                                       REDIS_CLUSTER_NODES, as of the last start)
+#   scripts/cluster.sh place ID...     deal the slots of these concerts ({c:<id>}) over the
+#                                       masters, round-robin in the order given, moving a
+#                                       slot (and its keys, MIGRATE) to its master where
+#                                       it is elsewhere: a sale's lineup, spread evenly
 #   scripts/cluster.sh failover-kill PORT
 #                                       kill -9 the master on PORT and wait until one of its
 #                                       replicas is promoted and the cluster is ok again;
@@ -281,6 +285,68 @@ failover_kill() {
   echo "$new"
 }
 
+# The master serving slot $1 now, as a port.
+slot_owner() {
+  local p
+  for p in "${PORTS[@]}"; do
+    answers "$p" || continue
+    cli "$p" cluster nodes | tr -d '\r' | awk -v s="$1" '$3 ~ /master/ && $3 !~ /fail/ {
+      for (i = 9; i <= NF; i++) { n = split($i, r, "-"); if (s >= r[1] && s <= (n == 2 ? r[2] : r[1])) { split($2, a, "[:@]"); print a[2] } } }'
+    return 0
+  done
+}
+
+# move_slot SLOT FROM TO: Redis Cluster's own resharding, for one slot: TO
+# imports, FROM migrates, the keys go over with MIGRATE (a client that asks
+# FROM for a moved key meanwhile is sent to TO with ASK, which fred follows),
+# then every master learns the new owner.
+move_slot() {
+  local slot=$1 from=$2 to=$3 from_id to_id keys p
+  from_id=$(cli "$from" cluster myid | tr -d '\r'); to_id=$(cli "$to" cluster myid | tr -d '\r')
+  [ "$(cli "$to" cluster setslot "$slot" importing "$from_id")" = OK ] || die "slot $slot: $to would not import it"
+  [ "$(cli "$from" cluster setslot "$slot" migrating "$to_id")" = OK ] || die "slot $slot: $from would not migrate it"
+  while :; do
+    mapfile -t keys < <(cli "$from" cluster getkeysinslot "$slot" 100 | tr -d '\r' | sed '/^$/d')
+    [ ${#keys[@]} -gt 0 ] || break
+    [ "$(cli "$from" migrate "$HOST" "$to" "" 0 5000 keys "${keys[@]}")" = OK ] ||
+      die "slot $slot: MIGRATE from $from to $to failed"
+  done
+  cli "$to" cluster setslot "$slot" node "$to_id" >/dev/null
+  cli "$from" cluster setslot "$slot" node "$to_id" >/dev/null
+  for p in $(masters | tr ',' ' '); do
+    cli "${p##*:}" cluster setslot "$slot" node "$to_id" >/dev/null || true
+  done
+}
+
+# Concerts are spread over the masters by their tag's CRC16, a fair deal only
+# on average: 30 concerts of ids 1-30 fall 14/8/8 on the three contiguous slot
+# ranges of `--cluster create`. Before a big sale its operator deals the
+# lineup's slots evenly instead (what `redis-cli --cluster rebalance` does by
+# slot counts, done here by concert).
+place() {
+  [ $# -gt 0 ] || die "usage: $0 place CONCERT_ID... (the concerts to deal over the masters)"
+  cluster_ok || die "the cluster is not ok; start it first (make cluster)"
+  local masters_now=() id slot owner target i=0 moved=0
+  declare -A seen=()
+  IFS=, read -r -a masters_now <<<"$(masters)"
+  for id in "$@"; do
+    [[ $id =~ ^[0-9]+$ ]] || die "place: $id is not a concert id"
+    slot=$(cli "${masters_now[0]##*:}" cluster keyslot "{c:$id}" | tr -d '\r')
+    [ -z "${seen[$slot]:-}" ] || continue
+    seen[$slot]=1
+    target=${masters_now[$((i % ${#masters_now[@]}))]##*:}
+    i=$((i + 1))
+    owner=$(slot_owner "$slot")
+    [ -n "$owner" ] || die "place: nobody serves slot $slot"
+    if [ "$owner" != "$target" ]; then
+      move_slot "$slot" "$owner" "$target"
+      moved=$((moved + 1))
+    fi
+  done
+  wait_ok 30 || die "the cluster is not ok after moving the slots"
+  log "placed $# concert(s) on ${#masters_now[@]} masters round-robin ($moved slot(s) moved)"
+}
+
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
@@ -288,5 +354,6 @@ case "${1:-start}" in
   url) echo "$URL" ;;
   masters) masters ;;
   failover-kill) failover_kill "${2:-}" ;;
-  *) die "unknown argument $1 (start, stop, status, url, masters or failover-kill PORT)" ;;
+  place) shift; place "$@" ;;
+  *) die "unknown argument $1 (start, stop, status, url, masters, place ID... or failover-kill PORT)" ;;
 esac
