@@ -30,6 +30,26 @@ pub struct Redis {
     pool: Pool,
 }
 
+/// Keeps fred's connection task running. With a reconnect policy of unlimited
+/// attempts the task ends only on QUIT, or when its router gives up: seen on
+/// a Redis Cluster when many slots moved under a running server at once
+/// ("Max attempts reached", then every command "channel closed" or timing
+/// out). Left alone, the process would answer 503 until restarted; this logs
+/// it and starts the task again (fred resets its router for a new task).
+async fn supervise(client: Client, mut task: fred::types::ConnectHandle) {
+    loop {
+        let ended = match task.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) if e.is_canceled() => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error = %ended, "redis connection task ended; starting it again");
+        tokio::time::sleep(Duration::from_millis(u64::from(RECONNECT_DELAY_MS))).await;
+        task = client.connect();
+    }
+}
+
 impl Redis {
     /// Builds the client and starts connecting in the background. Never waits for
     /// Redis: a server that starts during a Redis outage serves `/health`, answers
@@ -67,7 +87,9 @@ impl Redis {
             })
             .set_policy(ReconnectPolicy::new_constant(0, RECONNECT_DELAY_MS))
             .build_pool(1)?;
-        pool.connect();
+        for (client, task) in pool.clients().iter().cloned().zip(pool.connect_pool()) {
+            tokio::spawn(supervise(client, task));
+        }
         Ok(Redis { pool })
     }
 
