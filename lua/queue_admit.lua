@@ -64,13 +64,17 @@ local e = poll_epoch(room.idle)
 local k = math.floor(now / e)
 local counts = w .. ':n'
 local sweep = redis.call('HMGET', counts, 'epoch', 'swept')
-local settled = tonumber(sweep[1]) == e
-if sweep[1] and not settled then
-  redis.call('HSET', counts, 'epoch', digits(e), 'swept', digits(k + POLL_EPOCHS))
-elseif not sweep[1] then
-  redis.call('HSET', counts, 'epoch', digits(e), 'swept', digits(k - 1))
-  settled = true
+local swept = tonumber(sweep[2]) or -1
+if not sweep[1] then
+  -- A new queue: every mark it has is under this length.
+  swept = k - 1
+  redis.call('HSET', counts, 'epoch', digits(e), 'swept', digits(swept))
+elseif tonumber(sweep[1]) ~= e then
+  swept = k + POLL_EPOCHS
+  redis.call('HSET', counts, 'epoch', digits(e), 'swept', digits(swept))
 end
+-- The marks are trusted once no such wait runs (it keeps `swept` ahead).
+local settled = swept <= k
 local recent = {}
 for j = k - POLL_EPOCHS, k do
   recent[#recent + 1] = poll_key(tag, e, j)
@@ -89,7 +93,7 @@ local function lively(seq)
 end
 
 local dropped = {}
-if settled and (tonumber(sweep[2]) or -1) < k then
+if settled and swept < k then
   local len = redis.call('STRLEN', w)
   local done = true
   if len > 0 then
