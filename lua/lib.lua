@@ -51,10 +51,13 @@ local function rec_key(tag, seq)
   return tag .. ':q:' .. digits(math.floor(seq / REC_BUCKET))
 end
 
--- Keeps `key` for at least `ms` more; never shortens its life.
+-- Keeps `key` for at least `ms` more; never shortens its life. One call when
+-- the new life is the longer (a later write: the usual case), a second only
+-- for a key with no TTL yet (new) or one that already lives longer.
 local function keep_for(key, ms)
-  redis.call('PEXPIRE', key, ms, 'NX')
-  redis.call('PEXPIRE', key, ms, 'GT')
+  if redis.call('PEXPIRE', key, ms, 'GT') == 0 then
+    redis.call('PEXPIRE', key, ms, 'NX')
+  end
 end
 
 local function rec_get(tag, seq)
@@ -141,11 +144,12 @@ end
 -- block counts and one BITCOUNT of at most WBLOCK bits.
 local WBLOCK = 65536
 
+-- Places `seq`; returns how many are placed by arrival now.
 local function w_add(w, seq)
   redis.call('SETBIT', w, seq, 1)
   local n = w .. ':n'
   redis.call('HINCRBY', n, digits(math.floor(seq / WBLOCK)), 1)
-  redis.call('HINCRBY', n, 'all', 1)
+  return redis.call('HINCRBY', n, 'all', 1)
 end
 
 -- Takes `seq` out; false when it was not there.
@@ -173,11 +177,13 @@ end
 local function w_upto(w, seq)
   local block = math.floor(seq / WBLOCK)
   local n = 0
-  local h = redis.call('HGETALL', w .. ':n')
-  for i = 1, #h, 2 do
-    local b = tonumber(h[i])
-    if b and b < block then
-      n = n + tonumber(h[i + 1])
+  if block > 0 then
+    local h = redis.call('HGETALL', w .. ':n')
+    for i = 1, #h, 2 do
+      local b = tonumber(h[i])
+      if b and b < block then
+        n = n + tonumber(h[i + 1])
+      end
     end
   end
   return n + redis.call('BITCOUNT', w, block * WBLOCK, seq, 'BIT')
@@ -220,11 +226,26 @@ local function poll_key(tag, e, k)
   return tag .. ':pe:' .. digits(e) .. ':' .. digits(k)
 end
 
+-- Marks a poll of token `seq`; true when it is the token's first mark of the
+-- epoch. A record is kept for waiting_ttl from its first mark of an epoch,
+-- which covers every later poll of the same epoch: the others, most polls
+-- when fans poll more often than once an epoch, extend nothing (two or three
+-- Redis calls fewer).
 local function mark_poll(tag, idle, seq, now)
   local e = poll_epoch(idle)
   local key = poll_key(tag, e, math.floor(now / e))
-  redis.call('SETBIT', key, seq, 1)
+  if redis.call('SETBIT', key, seq, 1) == 1 then
+    return false
+  end
   redis.call('PEXPIRE', key, (POLL_EPOCHS + 3) * e)
+  return true
+end
+
+-- How long a WAITING token's record (and its user's index entry) is kept
+-- from a first mark of an epoch: the idle window, one epoch, and the
+-- retention of an ended record (`retention` ms).
+local function waiting_ttl(idle, retention)
+  return idle + poll_epoch(idle) + tonumber(retention)
 end
 
 -- The hold of seat `idx` of schedule `sched`, the schedule's HELD index and
@@ -450,9 +471,10 @@ local function place(tag, room, w, prequeue, seq)
 end
 
 -- Tokens placed so far (by arrival and in closed pre-queues): all of them come
--- before the open pre-queue.
-local function placed_count(tag, room, w)
-  local n = w_count(w)
+-- before the open pre-queue. `by_arrival`: the count placed by arrival, when
+-- the caller has it (w_add's answer).
+local function placed_count(tag, room, w, by_arrival)
+  local n = by_arrival or w_count(w)
   for _, base in ipairs(segments(room)) do
     n = n + redis.call('ZCARD', segment_key(tag, base))
   end

@@ -33,7 +33,7 @@ end
 local tag, user = ARGV[5], ARGV[2]
 local w, prequeue = KEYS[1], KEYS[6]
 open_if_due(tag, room, prequeue, KEYS[2], now)
-local ttl = room.idle + tonumber(ARGV[3])
+local ttl = waiting_ttl(room.idle, ARGV[3])
 
 local function needs_listing()
   if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -60,9 +60,10 @@ if r and r.user == user then
     local position, where = place(tag, room, w, prequeue, existing)
     if where then
       -- joining again counts as a poll
-      mark_poll(tag, room.idle, existing, now)
-      keep_for(r.key, ttl)
-      keep_for(ukey, ttl)
+      if mark_poll(tag, room.idle, existing, now) then
+        keep_for(r.key, ttl)
+        keep_for(ukey, ttl)
+      end
       local expected = nil
       if where == 'prequeue' then
         expected = expected_place(tag, room, w, prequeue)
@@ -88,5 +89,5 @@ if room.opens > now then
   enter_prequeue(room, prequeue, digits(seq), ARGV[6])
   return answer(1, r, nil, expected_place(tag, room, w, prequeue), seq)
 end
-w_add(w, seq)
-return answer(1, r, (place(tag, room, w, prequeue, seq)), nil, seq)
+-- The newest arrival number: every token placed is ahead of it.
+return answer(1, r, placed_count(tag, room, w, w_add(w, seq)), nil, seq)

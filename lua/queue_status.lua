@@ -31,10 +31,11 @@ local status = r.status
 if status == WAITING then
   local position, where = place(tag, room, KEYS[2], KEYS[6], r.seq)
   if where then
-    local ttl = room.idle + tonumber(ARGV[2])
-    mark_poll(tag, room.idle, r.seq, now)
-    keep_for(r.key, ttl)
-    keep_for(user_key(tag, r.user), ttl)
+    if mark_poll(tag, room.idle, r.seq, now) then
+      local ttl = waiting_ttl(room.idle, ARGV[2])
+      keep_for(r.key, ttl)
+      keep_for(user_key(tag, r.user), ttl)
+    end
     local listing = 0
     if redis.call('EXISTS', KEYS[4]) == 0 then
       redis.call('SET', KEYS[4], 1, 'PX', ARGV[3])
