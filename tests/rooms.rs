@@ -715,3 +715,56 @@ async fn an_opening_in_a_far_year_still_serves_joins() {
     assert_eq!(joined["room_state"], "SCHEDULED");
     assert_eq!(joined["opens_at"], "9123-01-01T00:00:00Z");
 }
+
+/// An operator lengthens a live room's idle window. Poll marks are kept per
+/// epoch, a quarter of the window, so the marks made before the change are
+/// under the old length: until every waiter has had a whole new window to poll,
+/// none may be judged idle by them. A waiter who polled just before the change
+/// and reaches the head just after it is admitted, not dropped (the tick after
+/// the change once dropped such waiters).
+#[tokio::test]
+async fn a_waiter_is_not_judged_idle_by_marks_of_an_old_idle_window() {
+    let app = TestApp::spawn_with(env(&[
+        ("ADMISSION_RATE", "50"),
+        ("MAX_ACTIVE", "1"),
+        ("WAITING_IDLE_SECS", "10"),
+    ]))
+    .await;
+    let (concert, _) = app.new_concert(10, 100).await;
+    let first = fan(&app, concert).await;
+    let active = eventually(Duration::from_secs(5), || async {
+        (poll(&app, &first).await["status"] == "ACTIVE").then_some(())
+    })
+    .await;
+    assert!(active.is_some(), "the first fan is admitted");
+    // Two waiters behind the cap; their joins are their only marks.
+    let queue = fans(&app, concert, 2).await;
+    assert_eq!(queue[0].joined["position"], 1, "{}", queue[0].joined);
+    patched(&app, concert, json!({"waiting_idle_secs": 20})).await;
+    // Some ticks under the new length, then the slot frees.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let left = app
+        .call(
+            Method::DELETE,
+            &format!("/queue/tokens/{}", first.token),
+            &[("authorization", &first.auth)],
+            None,
+        )
+        .await;
+    assert_eq!(left.0, StatusCode::NO_CONTENT, "{}", left.1);
+    // Read through the room (a poll would leave a mark): the head waiter is
+    // admitted, the other still waits.
+    let settled = eventually(Duration::from_secs(5), || async {
+        let r = room(&app, concert).await;
+        (r["active"] == 1).then_some(r)
+    })
+    .await
+    .expect("the freed slot is taken");
+    assert_eq!(settled["waiting"], 1, "nobody was dropped: {settled}");
+    assert_eq!(poll(&app, &queue[0]).await["status"], "ACTIVE");
+    let second = poll(&app, &queue[1]).await;
+    assert_eq!(
+        (second["status"].clone(), second["position"].clone()),
+        (json!("WAITING"), json!(1))
+    );
+}
