@@ -32,10 +32,17 @@ export WAITING_CONCERT
 waiting() { local n; n=$(rcli HGET "$prefix:{c:$WAITING_CONCERT}:w:n" all); echo "${n:-0}"; }
 mem() { rcli INFO memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r'; }
 
-run() { # run <script> <seconds>: prints "req/s p50 p99"
-  JOIN_OFFSET=$(( $(waiting) - small )) WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" wrk -t1 -c"$CONNS" -d"$2s" --latency \
+# run <script> <seconds>: prints "req/s p50 p99 µs": wrk's figures and Redis's
+# own time per script call during the run (INFO commandstats, reset first: the
+# run's scripts and the few admission ticks in it).
+run() {
+  rcli CONFIG RESETSTAT >/dev/null
+  local figures
+  figures=$(JOIN_OFFSET=$(( $(waiting) - small )) WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" wrk -t1 -c"$CONNS" -d"$2s" --latency \
     -s "loadtest/wrk/$1" http://127.0.0.1:18084 2>&1 |
-    awk '/Requests\/sec/ {r = $2} $1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2} END {print r, p50, p99}'
+    awk '/Requests\/sec/ {r = $2} $1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2} END {print r, p50, p99}')
+  echo "$figures $(rcli INFO commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')"
 }
 
 small=0
@@ -65,12 +72,12 @@ table=$(cat <<EOF
 Redis used_memory grew $(( (mem_after - mem_before) / 1048576 )) MiB for $(( after - before )) joins:
 **$per_token bytes per WAITING token** (DESIGN.md: ≤ 200 MB at 1 000 000, i.e. ≤ 200 B each).
 
-| wrk -t1 -c$CONNS | waiting | req/s | p50 | p99 |
-|---|---:|---:|---:|---:|
-| poll | $small | $(awk '{print $1" | "$2" | "$3}' <<<"$poll_small") |
-| join | $small → $before | $(awk '{print $1" | "$2" | "$3}' <<<"$join_small") |
-| poll | $after | $(awk '{print $1" | "$2" | "$3}' <<<"$poll_big") |
-| join | $after | $(awk '{print $1" | "$2" | "$3}' <<<"$join_big") |
+| wrk -t1 -c$CONNS | waiting | req/s | p50 | p99 | Redis µs per script call |
+|---|---:|---:|---:|---:|---:|
+| poll | $small | $(awk '{print $1" | "$2" | "$3" | "$4}' <<<"$poll_small") |
+| join | $small → $before | $(awk '{print $1" | "$2" | "$3" | "$4}' <<<"$join_small") |
+| poll | $after | $(awk '{print $1" | "$2" | "$3" | "$4}' <<<"$poll_big") |
+| join | $after | $(awk '{print $1" | "$2" | "$3" | "$4}' <<<"$join_big") |
 EOF
 )
 echo "$table"
