@@ -1108,3 +1108,71 @@ async fn a_payment_in_flight_at_shutdown_completes_and_the_other_server_takes_ov
     b.assert_ledger().await;
     let _ = fred::interfaces::ClientLike::quit(&redis).await;
 }
+
+/// A reader whose Accept-Encoding takes gzip gets the seat map gzipped, the
+/// same JSON once decompressed, before and after a seat changes; a reader
+/// without it, or refusing gzip, gets plain JSON.
+#[tokio::test]
+async fn the_seat_map_is_gzipped_for_readers_that_accept_it() {
+    use std::io::Read;
+    let app = spawn(&[]).await;
+    // More seats than one gzip piece holds (1 024).
+    let (concert, schedule) = app.new_concert(2500, 100).await;
+    let f = fan(&app, concert, 0).await.expect("admitted");
+    let fetch = |encoding: Option<&'static str>| {
+        let mut request = app
+            .http
+            .get(format!("{}/schedules/{schedule}/seats", app.base))
+            .header("authorization", &f.auth)
+            .header("x-queue-token", &f.token);
+        if let Some(e) = encoding {
+            request = request.header("accept-encoding", e);
+        }
+        async move {
+            let response = request.send().await.expect("request sent");
+            assert_eq!(response.status(), StatusCode::OK);
+            let headers = response.headers().clone();
+            assert_eq!(headers["vary"], "accept-encoding");
+            let coding = headers
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = response.bytes().await.expect("a body").to_vec();
+            (coding, body)
+        }
+    };
+    let gunzip = |body: &[u8]| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("a valid gzip body");
+        serde_json::from_slice::<Value>(&out).expect("JSON inside")
+    };
+    for seat in [None, Some(1500), Some(2)] {
+        if let Some(seat) = seat {
+            held(&app, &f, schedule, seat).await;
+        }
+        let (coding, plain) = fetch(None).await;
+        assert_eq!(coding, None);
+        let plain: Value = serde_json::from_slice(&plain).expect("plain JSON");
+        assert_eq!(plain["seats"].as_array().unwrap().len(), 2500);
+        let (coding, zipped) = fetch(Some("gzip, deflate, br")).await;
+        assert_eq!(coding.as_deref(), Some("gzip"));
+        assert!(zipped.len() * 5 < serde_json::to_vec(&plain).unwrap().len());
+        assert_eq!(gunzip(&zipped), plain, "after holding {seat:?}");
+        let (coding, _) = fetch(Some("gzip;q=0, identity")).await;
+        assert_eq!(coding, None, "gzip refused");
+    }
+    let (_, zipped) = fetch(Some("gzip")).await;
+    let map = gunzip(&zipped);
+    let status = |n: i64| {
+        map["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["seat_no"] == n)
+            .map(|s| s["status"].clone())
+    };
+    assert_eq!(status(2), Some(json!("HELD")));
+    assert_eq!(status(1500), Some(json!("HELD")));
+    assert_eq!(status(3), Some(json!("AVAILABLE")));
+}

@@ -4,7 +4,7 @@
 
 use super::count_lapsed;
 use crate::AppState;
-use crate::catalog::{SeatCatalog, SeatStatus};
+use crate::catalog::{RenderedMap, SeatCatalog, SeatStatus};
 use crate::error::Result;
 use crate::queue::gate;
 use crate::store::scripts::{self, Script, SeatBits};
@@ -21,9 +21,14 @@ impl SeatMap {
     /// `{"schedule_id":…,"seats":[…]}`, only the seats in `only` when given.
     /// (Rendered from bytes the catalog prepared, and only once per content of
     /// the bitmaps: [`SeatCatalog::render_bits`].)
-    pub fn render(&self, only: Option<SeatStatus>) -> Bytes {
+    pub fn render(&self, only: Option<SeatStatus>) -> RenderedMap {
         self.catalog
             .render_bits(&self.bits.sold, &self.bits.held, only)
+    }
+
+    /// The rendered map gzipped (once per map; None if compression failed).
+    pub fn gzip(&self, map: &RenderedMap) -> Option<Bytes> {
+        self.catalog.gzip(map)
     }
 }
 

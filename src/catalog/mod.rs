@@ -10,10 +10,11 @@
 
 pub mod availability;
 mod cache;
+mod gzip;
 pub mod seats;
 
 pub use cache::CatalogCache;
-pub use seats::{SeatCache, SeatCatalog, SeatStatus};
+pub use seats::{RenderedMap, SeatCache, SeatCatalog, SeatStatus};
 
 use crate::AppState;
 use crate::error::{Error, Result};

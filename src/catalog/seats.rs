@@ -11,8 +11,12 @@
 //!
 //! The seat map's JSON is mostly the catalog, so each seat's fixed part
 //! (`{"seat_id":…,"seat_no":…,"price":…,"status":"`) is rendered once when the
-//! catalog loads; a request copies those bytes and adds the statuses.
+//! catalog loads; a request copies those bytes and adds the statuses. A map is
+//! rendered once per content of its bitmaps and shared; gzipped (for readers
+//! that accept it) in pieces of [`GZIP_SEATS`] seats, each compressed again
+//! only when one of its seats changed ([`super::gzip`]).
 
+use super::gzip::{self, Piece};
 use crate::error::{Error, Result};
 use crate::store::postgres::Deadline;
 use chrono::{DateTime, Utc};
@@ -20,13 +24,18 @@ use fred::bytes::Bytes;
 use serde::Deserialize;
 use sqlx::PgPool;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::OnceCell;
 
 /// Schedules whose catalog one process keeps (the largest is ~10 MB).
 const CACHED_SCHEDULES: usize = 256;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+/// Seats per gzip piece of a map: about 70 KB of JSON, 3 KB gzipped; a seat
+/// that changes costs one piece's compression (well under a millisecond).
+pub const GZIP_SEATS: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SeatStatus {
     Available,
@@ -61,18 +70,31 @@ pub struct SeatCatalog {
     /// Each seat's rendered fixed part, back to back; seat `i`'s ends at `ends[i]`.
     json: Vec<u8>,
     ends: Vec<usize>,
-    /// The last map rendered for each filter, with the bitmaps it was
-    /// rendered from (see [`SeatCatalog::render_bits`]).
-    rendered: Mutex<Vec<Rendered>>,
+    /// The last map rendered for each filter (see [`SeatCatalog::render_bits`]).
+    rendered: Mutex<Vec<RenderedMap>>,
+    /// The last gzip piece of each run of [`GZIP_SEATS`] seats, per filter.
+    pieces: Mutex<HashMap<(Option<SeatStatus>, usize), Arc<GzipPiece>>>,
 }
 
-/// A rendered map and what it shows.
-#[derive(Debug)]
-struct Rendered {
+/// A rendered map, the bitmaps and the filter it shows, and its gzip once a
+/// reader asked for it. A clone shares them all.
+#[derive(Clone, Debug)]
+pub struct RenderedMap {
     sold: Bytes,
     held: Bytes,
     only: Option<SeatStatus>,
-    body: Bytes,
+    pub json: Bytes,
+    gzip: Arc<OnceLock<Option<Bytes>>>,
+}
+
+/// A gzip piece of a run of seats, and what it was made from: the run's
+/// statuses, and whether a seat came before it in the map (its first seat
+/// then follows a comma).
+#[derive(Debug)]
+struct GzipPiece {
+    statuses: Vec<SeatStatus>,
+    after_a_seat: bool,
+    piece: Piece,
 }
 
 impl SeatCatalog {
@@ -103,6 +125,7 @@ impl SeatCatalog {
             json,
             ends,
             rendered: Mutex::new(Vec::new()),
+            pieces: Mutex::new(HashMap::new()),
         }
     }
 
@@ -141,51 +164,137 @@ impl SeatCatalog {
     /// between two changes of its seats, and a 50 000-seat map is 3.4 MB of
     /// JSON, so they share one body (a clone of [`Bytes`] is a reference
     /// count) and a read costs the two 6 KB compares.
-    pub fn render_bits(&self, sold: &Bytes, held: &Bytes, only: Option<SeatStatus>) -> Bytes {
+    pub fn render_bits(&self, sold: &Bytes, held: &Bytes, only: Option<SeatStatus>) -> RenderedMap {
         let lock = || self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hit) = lock()
             .iter()
             .find(|r| r.only == only && r.sold == sold && r.held == held)
         {
-            return hit.body.clone();
+            return hit.clone();
         }
-        let body = Bytes::from(self.render(&self.statuses(sold, held), only));
-        let mut cache = lock();
-        cache.retain(|r| r.only != only);
-        cache.push(Rendered {
+        let map = RenderedMap {
             sold: sold.clone(),
             held: held.clone(),
             only,
-            body: body.clone(),
-        });
-        body
+            json: Bytes::from(self.render(&self.statuses(sold, held), only)),
+            gzip: Arc::default(),
+        };
+        let mut cache = lock();
+        cache.retain(|r| r.only != only);
+        cache.push(map.clone());
+        map
+    }
+
+    /// `map`'s JSON gzipped, made once per map and shared like it (None if
+    /// compression failed: the reader gets the JSON as it is).
+    pub fn gzip(&self, map: &RenderedMap) -> Option<Bytes> {
+        map.gzip
+            .get_or_init(|| {
+                self.gzip_statuses(&self.statuses(&map.sold, &map.held), map.only)
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "seat map: gzip failed; sending it plain"),
+                    )
+                    .ok()
+                    .map(Bytes::from)
+            })
+            .clone()
+    }
+
+    /// The gzip of `render(statuses, only)`, from a piece per [`GZIP_SEATS`]
+    /// seats: a piece whose seats (and whether a seat precedes it) are as
+    /// when it was last compressed is used again.
+    fn gzip_statuses(
+        &self,
+        statuses: &[SeatStatus],
+        only: Option<SeatStatus>,
+    ) -> std::io::Result<Vec<u8>> {
+        let lock = || self.pieces.lock().unwrap_or_else(|e| e.into_inner());
+        let runs = self.seats.len().div_ceil(GZIP_SEATS);
+        let mut parts = Vec::with_capacity(runs);
+        let mut first = true;
+        for run in 0..runs {
+            let seats = run * GZIP_SEATS..((run + 1) * GZIP_SEATS).min(self.seats.len());
+            let now = statuses.get(seats.clone()).unwrap_or(&[]);
+            let cached = lock()
+                .get(&(only, run))
+                .filter(|p| p.after_a_seat == !first && p.statuses == now)
+                .cloned();
+            let part = match cached {
+                Some(part) => part,
+                None => {
+                    let after_a_seat = !first;
+                    let mut text = Vec::new();
+                    let mut none_yet = first;
+                    self.render_seats(statuses, only, seats, &mut none_yet, &mut text);
+                    let part = Arc::new(GzipPiece {
+                        statuses: now.to_vec(),
+                        after_a_seat,
+                        piece: Piece::deflate(&text)?,
+                    });
+                    lock().insert((only, run), part.clone());
+                    part
+                }
+            };
+            first &= part.piece.text_len() == 0;
+            parts.push(part);
+        }
+        let head = Piece::stored(self.head().as_bytes());
+        let tail = Piece::stored(TAIL);
+        Ok(gzip::gzip(
+            std::iter::once(&head)
+                .chain(parts.iter().map(|p| &p.piece))
+                .chain(std::iter::once(&tail)),
+        ))
     }
 
     /// `{"schedule_id":…,"seats":[…]}` with each seat's status, keeping only
     /// seats in `only` when given.
     pub fn render(&self, statuses: &[SeatStatus], only: Option<SeatStatus>) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.json.len() + self.seats.len() * 12 + 64);
-        out.extend_from_slice(
-            format!(r#"{{"schedule_id":{},"seats":["#, self.schedule_id).as_bytes(),
-        );
+        out.extend_from_slice(self.head().as_bytes());
         let mut first = true;
-        let mut start = 0;
-        for (i, &end) in self.ends.iter().enumerate() {
+        self.render_seats(statuses, only, 0..self.seats.len(), &mut first, &mut out);
+        out.extend_from_slice(TAIL);
+        out
+    }
+
+    fn head(&self) -> String {
+        format!(r#"{{"schedule_id":{},"seats":["#, self.schedule_id)
+    }
+
+    /// Appends the seats of `range` that `only` keeps, each after a comma but
+    /// the map's first (`first` is true until a seat is written).
+    fn render_seats(
+        &self,
+        statuses: &[SeatStatus],
+        only: Option<SeatStatus>,
+        range: Range<usize>,
+        first: &mut bool,
+        out: &mut Vec<u8>,
+    ) {
+        let mut start = if range.start == 0 {
+            0
+        } else {
+            self.ends[range.start - 1]
+        };
+        for i in range {
+            let end = self.ends[i];
             let status = statuses.get(i).copied().unwrap_or(SeatStatus::Available);
             if only.is_none_or(|o| o == status) {
-                if !first {
+                if !*first {
                     out.push(b',');
                 }
-                first = false;
+                *first = false;
                 out.extend_from_slice(&self.json[start..end]);
                 out.extend_from_slice(status.json());
             }
             start = end;
         }
-        out.extend_from_slice(b"]}");
-        out
     }
 }
+
+/// What closes a map's JSON.
+const TAIL: &[u8] = b"]}";
 
 /// The per-process cache of seat catalogs. Concurrent first reads of one
 /// schedule share one Postgres load (a sale's first second must not load a
@@ -295,35 +404,118 @@ mod tests {
     fn a_map_is_rendered_once_per_content_of_its_bitmaps() {
         let c = catalog(&[1, 2, 3]);
         let (none, first) = (Bytes::new(), Bytes::from_static(&[0x80]));
-        let a = c.render_bits(&none, &none, None);
-        let b = c.render_bits(&Bytes::new(), &Bytes::new(), None);
+        let a = c.render_bits(&none, &none, None).json;
+        let b = c.render_bits(&Bytes::new(), &Bytes::new(), None).json;
         assert_eq!(a.as_ptr(), b.as_ptr(), "the same bitmaps share one body");
         assert_eq!(a, c.render(&c.statuses(&none, &none), None));
         // A seat sold: a new body, right; the filtered map is its own entry.
-        let sold = c.render_bits(&first, &none, None);
+        let sold = c.render_bits(&first, &none, None).json;
         assert_ne!(sold.as_ptr(), a.as_ptr());
         assert!(
             std::str::from_utf8(&sold)
                 .unwrap()
                 .contains(r#""seat_no":1,"price":1000,"status":"SOLD""#)
         );
-        let only = c.render_bits(&first, &none, Some(SeatStatus::Sold));
+        let only = c.render_bits(&first, &none, Some(SeatStatus::Sold)).json;
         assert_eq!(
             only,
             c.render(&c.statuses(&first, &none), Some(SeatStatus::Sold))
         );
         assert_eq!(
-            c.render_bits(&first, &none, None).as_ptr(),
+            c.render_bits(&first, &none, None).json.as_ptr(),
             sold.as_ptr(),
             "each filter keeps its own last map"
         );
         // Held instead of sold is another content.
-        let held = c.render_bits(&none, &first, None);
+        let held = c.render_bits(&none, &first, None).json;
         assert!(
             std::str::from_utf8(&held)
                 .unwrap()
                 .contains(r#""seat_no":1,"price":1000,"status":"HELD""#)
         );
+    }
+
+    fn gunzip(body: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    /// Bitmaps from a seed: each seat sold, held or neither.
+    fn bits(seats: usize, seed: u64) -> (Bytes, Bytes) {
+        let (mut sold, mut held) = (vec![0u8; seats.div_ceil(8)], vec![0u8; seats.div_ceil(8)]);
+        let mut x = seed | 1;
+        for i in 0..seats {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 7 {
+                0 => sold[i / 8] |= 0x80 >> (i % 8),
+                1 => held[i / 8] |= 0x80 >> (i % 8),
+                _ => {}
+            }
+        }
+        (Bytes::from(sold), Bytes::from(held))
+    }
+
+    #[test]
+    fn the_gzipped_map_is_the_map_and_only_changed_pieces_are_compressed_again() {
+        // Three pieces and a bit (GZIP_SEATS a piece), sparse seat numbers.
+        let n = 3 * GZIP_SEATS + 5;
+        let numbers: Vec<i32> = (0..n as i32).map(|i| i * 3 + 1).collect();
+        let c = catalog(&numbers);
+        for seed in [1, 2, 99] {
+            let (sold, held) = bits(n, seed);
+            for only in [
+                None,
+                Some(SeatStatus::Available),
+                Some(SeatStatus::Held),
+                Some(SeatStatus::Sold),
+            ] {
+                let map = c.render_bits(&sold, &held, only);
+                let gz = c.gzip(&map).expect("compressed");
+                assert_eq!(gunzip(&gz), map.json, "seed {seed}, {only:?}");
+                assert!(gz.len() * 4 < map.json.len() || map.json.len() < 100);
+                assert_eq!(
+                    c.gzip(&map).unwrap().as_ptr(),
+                    gz.as_ptr(),
+                    "made once per map"
+                );
+            }
+        }
+        // One seat of the second piece sold: only that piece is made again.
+        let (sold, held) = bits(n, 5);
+        let before = c.render_bits(&sold, &held, None);
+        c.gzip(&before).unwrap();
+        let piece = |run: usize| c.pieces.lock().unwrap()[&(None, run)].clone();
+        let kept = [piece(0), piece(1), piece(2), piece(3)];
+        let mut changed = sold.to_vec();
+        changed[(GZIP_SEATS + 3) / 8] ^= 0x80 >> ((GZIP_SEATS + 3) % 8);
+        let changed = Bytes::from(changed);
+        let after = c.render_bits(&changed, &held, None);
+        assert_eq!(gunzip(&c.gzip(&after).unwrap()), after.json);
+        for run in 0..4 {
+            assert_eq!(
+                Arc::ptr_eq(&piece(run), &kept[run]),
+                run != 1,
+                "piece {run}"
+            );
+        }
+        // A filtered map whose first seats all left it: the next piece's first
+        // seat loses its comma, so that piece is made again too.
+        let everything_held = Bytes::from(vec![0xffu8; n.div_ceil(8)]);
+        let none = Bytes::new();
+        let all = c.render_bits(&none, &everything_held, Some(SeatStatus::Held));
+        assert_eq!(gunzip(&c.gzip(&all).unwrap()), all.json);
+        let mut fewer = everything_held.to_vec();
+        fewer[..GZIP_SEATS / 8].fill(0);
+        let fewer = c.render_bits(&none, &Bytes::from(fewer), Some(SeatStatus::Held));
+        assert_eq!(gunzip(&c.gzip(&fewer).unwrap()), fewer.json);
+        serde_json::from_slice::<serde_json::Value>(&gunzip(&c.gzip(&fewer).unwrap()))
+            .expect("valid JSON");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::catalog::SeatStatus;
 use crate::error::{Error, Result};
 use crate::idempotency::{self, Answer};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -73,6 +73,7 @@ pub async fn seats(
     AuthUser(user): AuthUser,
     pass: QueuePass,
     Path(schedule_id): Path<i64>,
+    headers: HeaderMap,
     Query(q): Query<SeatQuery>,
 ) -> Result<Response> {
     let only = match q.status.as_deref() {
@@ -85,7 +86,43 @@ pub async fn seats(
         }
     };
     let map = booking::seat_map(&app, user, pass.0.as_deref(), schedule_id).await?;
-    Ok(json_response(StatusCode::OK, map.render(only)))
+    let rendered = map.render(only);
+    let gzipped = accepts_gzip(&headers)
+        .then(|| map.gzip(&rendered))
+        .flatten();
+    let mut response = match gzipped {
+        Some(body) => {
+            let mut response = json_response(StatusCode::OK, body);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            response
+        }
+        None => json_response(StatusCode::OK, rendered.json),
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    Ok(response)
+}
+
+/// Whether `Accept-Encoding` takes gzip (`gzip` or `*`, with no `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            (name.eq_ignore_ascii_case("gzip") || name == "*")
+                && parts.all(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .is_none_or(|q| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0))
+                })
+        })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -259,6 +296,27 @@ mod tests {
     use super::*;
     use crate::catalog::SeatCatalog;
     use crate::catalog::seats::Seat;
+
+    #[test]
+    fn gzip_is_taken_when_accepted_and_not_refused() {
+        let accepts = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            accepts_gzip(&headers)
+        };
+        assert!(accepts(&["gzip, deflate, br"]));
+        assert!(accepts(&["br", "GZip;q=0.5"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["deflate, br"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip; q=0.000"]));
+        assert!(!accepts(&["gzip;q=x"]));
+        assert!(!accepts(&["xgzip"]));
+    }
 
     /// The seat map is rendered by hand: it must read as the document's [`SeatMap`].
     #[test]
