@@ -22,6 +22,9 @@
 #                                       masters, round-robin in the order given, moving a
 #                                       slot (and its keys, MIGRATE) to its master where
 #                                       it is elsewhere: a sale's lineup, spread evenly
+#   scripts/cluster.sh move ID          move the slot of concert ID ({c:<id>}) to the next
+#                                       master, keys and all; prints its port (a reshard
+#                                       under load: tests/chaos.rs)
 #   scripts/cluster.sh failover-kill PORT
 #                                       kill -9 the master on PORT and wait until one of its
 #                                       replicas is promoted and the cluster is ok again;
@@ -347,6 +350,29 @@ place() {
   log "placed $# concert(s) on ${#masters_now[@]} masters round-robin ($moved slot(s) moved)"
 }
 
+# move ID: the slot of concert ID ({c:<id>}) to the master after the one
+# serving it, keys and all, as a reshard under traffic does (tests/chaos.rs
+# runs it under load); prints the new master's port.
+move_concert() {
+  [[ ${1:-} =~ ^[0-9]+$ ]] || die "usage: $0 move CONCERT_ID"
+  cluster_ok || die "the cluster is not ok; start it first (make cluster)"
+  local masters_now=() slot owner target= i
+  IFS=, read -r -a masters_now <<<"$(masters)"
+  slot=$(cli "${masters_now[0]##*:}" cluster keyslot "{c:$1}" | tr -d '\r')
+  owner=$(slot_owner "$slot")
+  [ -n "$owner" ] || die "move: nobody serves slot $slot"
+  for i in "${!masters_now[@]}"; do
+    if [ "${masters_now[$i]##*:}" = "$owner" ]; then
+      target=${masters_now[$(( (i + 1) % ${#masters_now[@]} ))]##*:}
+    fi
+  done
+  [ -n "$target" ] || die "move: $owner is not among the masters ${masters_now[*]}"
+  move_slot "$slot" "$owner" "$target"
+  wait_ok 30 || die "the cluster is not ok after moving slot $slot"
+  log "moved slot $slot ({c:$1}) from $owner to $target"
+  echo "$target"
+}
+
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
@@ -355,5 +381,6 @@ case "${1:-start}" in
   masters) masters ;;
   failover-kill) failover_kill "${2:-}" ;;
   place) shift; place "$@" ;;
-  *) die "unknown argument $1 (start, stop, status, url, masters, place ID... or failover-kill PORT)" ;;
+  move) move_concert "${2:-}" ;;
+  *) die "unknown argument $1 (start, stop, status, url, masters, place ID..., move ID or failover-kill PORT)" ;;
 esac

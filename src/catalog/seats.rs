@@ -73,7 +73,7 @@ pub struct SeatCatalog {
     /// The last map rendered for each filter (see [`SeatCatalog::render_bits`]).
     rendered: Mutex<Vec<RenderedMap>>,
     /// The last gzip piece of each run of [`GZIP_SEATS`] seats, per filter.
-    pieces: Mutex<HashMap<(Option<SeatStatus>, usize), Arc<GzipPiece>>>,
+    pieces: Mutex<HashMap<PieceKey, Arc<GzipPiece>>>,
 }
 
 /// A rendered map, the bitmaps and the filter it shows, and its gzip once a
@@ -86,6 +86,9 @@ pub struct RenderedMap {
     pub json: Bytes,
     gzip: Arc<OnceLock<Option<Bytes>>>,
 }
+
+/// A map's filter and a run of [`GZIP_SEATS`] seats (its number).
+type PieceKey = (Option<SeatStatus>, usize);
 
 /// A gzip piece of a run of seats, and what it was made from: the run's
 /// statuses, and whether a seat came before it in the map (its first seat
@@ -217,7 +220,7 @@ impl SeatCatalog {
             let now = statuses.get(seats.clone()).unwrap_or(&[]);
             let cached = lock()
                 .get(&(only, run))
-                .filter(|p| p.after_a_seat == !first && p.statuses == now)
+                .filter(|p| p.after_a_seat != first && p.statuses == now)
                 .cloned();
             let part = match cached {
                 Some(part) => part,
@@ -497,12 +500,8 @@ mod tests {
         let changed = Bytes::from(changed);
         let after = c.render_bits(&changed, &held, None);
         assert_eq!(gunzip(&c.gzip(&after).unwrap()), after.json);
-        for run in 0..4 {
-            assert_eq!(
-                Arc::ptr_eq(&piece(run), &kept[run]),
-                run != 1,
-                "piece {run}"
-            );
+        for (run, kept) in kept.iter().enumerate() {
+            assert_eq!(Arc::ptr_eq(&piece(run), kept), run != 1, "piece {run}");
         }
         // A filtered map whose first seats all left it: the next piece's first
         // seat loses its comma, so that piece is made again too.
