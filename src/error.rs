@@ -238,9 +238,14 @@ impl From<fred::error::Error> for Error {
             // "Too many failed write attempts." is a command redirected
             // (MOVED/ASK while a cluster's slots move or after a failover)
             // with no attempt left: it was not run, as with an IO error.
+            // "channel closed" is the answer to the commands in flight when
+            // fred's connection task ends (its cluster router gave up while
+            // slots moved; `store::redis::supervise` starts it again): like
+            // an IO error, the command may or may not have run.
             _ if [
                 "Failed to route",
                 "Too many failed write attempts",
+                "channel closed",
                 "BUSY",
                 "LOADING",
                 "MASTERDOWN",
@@ -292,6 +297,7 @@ mod tests {
             Fred::new(ErrorKind::Routing, "Failed to route command."),
             Fred::new(ErrorKind::IO, "Broken pipe"),
             Fred::new(ErrorKind::Unknown, "Too many failed write attempts."),
+            Fred::new(ErrorKind::Unknown, "channel closed"),
             Fred::new(ErrorKind::Cluster, "CLUSTERDOWN The cluster is down"),
             Fred::new(
                 ErrorKind::Unknown,

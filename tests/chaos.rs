@@ -978,6 +978,11 @@ async fn a_cluster_slot_moved_under_load_loses_nothing() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
+    // The server's errors in the test's output (a 500's detail is only there).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("error")
+        .with_test_writer()
+        .try_init();
     let app = TestApp::spawn_with(env()).await;
     let (concert, schedule) = app.new_concert(SEATS as i64, PRICE).await;
     let mut fans = users(&app, FANS, BALANCE).await;
