@@ -959,6 +959,38 @@ fn cluster_sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The fans and seats of the cluster stories below.
+const CLUSTER_FANS: usize = 60;
+const CLUSTER_SEATS: u64 = 5000;
+const CLUSTER_BALANCE: i64 = 1_000_000;
+
+/// A cluster story's sale: on a Redis Cluster only (else `None`, said on
+/// stderr), one story at a time (the guard), a server that logs its errors to
+/// the test's output (a 500's detail is only there), a concert of `CLUSTER_SEATS`
+/// seats and `CLUSTER_FANS` fans with `CLUSTER_BALANCE` each, admitted.
+async fn cluster_sale() -> Option<(
+    tokio::sync::MutexGuard<'static, ()>,
+    TestApp,
+    i64,
+    i64,
+    Vec<Fan>,
+)> {
+    if !common::clustered() {
+        eprintln!("runs on a Redis Cluster only (make test-cluster)");
+        return None;
+    }
+    let one = ONE_AT_A_TIME.lock().await;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("error")
+        .with_test_writer()
+        .try_init();
+    let app = TestApp::spawn_with(env()).await;
+    let (concert, schedule) = app.new_concert(CLUSTER_SEATS as i64, PRICE).await;
+    let mut fans = users(&app, CLUSTER_FANS, CLUSTER_BALANCE).await;
+    admit_all(&app, &mut fans, concert).await;
+    Some((one, app, concert, schedule, fans))
+}
+
 /// On a Redis Cluster only (`make test-cluster`): the slot of the concert
 /// sixty fans are holding and paying in moves to another master under them,
 /// as a reshard does (`scripts/cluster.sh move`: IMPORTING and MIGRATING, its
@@ -970,23 +1002,9 @@ fn cluster_sh(args: &[&str]) -> String {
 /// the sales and the ledger balances.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_slot_moved_under_load_loses_nothing() {
-    const FANS: usize = 60;
-    const SEATS: u64 = 5000;
-    const BALANCE: i64 = 1_000_000;
-    if !common::clustered() {
-        eprintln!("runs on a Redis Cluster only (make test-cluster)");
+    let Some((_one, app, concert, schedule, fans)) = cluster_sale().await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    // The server's errors in the test's output (a 500's detail is only there).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("error")
-        .with_test_writer()
-        .try_init();
-    let app = TestApp::spawn_with(env()).await;
-    let (concert, schedule) = app.new_concert(SEATS as i64, PRICE).await;
-    let mut fans = users(&app, FANS, BALANCE).await;
-    admit_all(&app, &mut fans, concert).await;
+    };
     let tag = app.keys().concert_tag(concert);
     let master = master_of(&tag);
 
@@ -997,7 +1015,7 @@ async fn a_cluster_slot_moved_under_load_loses_nothing() {
         &fans,
         concert,
         schedule,
-        SEATS,
+        CLUSTER_SEATS,
         12,
         |phase| async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1023,7 +1041,7 @@ async fn a_cluster_slot_moved_under_load_loses_nothing() {
     let charged = charged_by(&app, &fans).await;
     assert_nothing_lost(&app, concert, schedule, &log.paid, &charged).await;
     eprintln!(
-        "chaos cluster reshard: slot of {tag} moved from {master} to {now} in {took:.1?} under {FANS} fans; \
+        "chaos cluster reshard: slot of {tag} moved from {master} to {now} in {took:.1?} under {CLUSTER_FANS} fans; \
          {} requests ({}); answers during the move: {}; payments after it: {}; slowest answer {:.1?}; \
          {} sold, map = sales, ledger ok",
         log.all.total(),
@@ -1045,24 +1063,15 @@ async fn a_cluster_slot_moved_under_load_loses_nothing() {
 /// ledger balances. The killed node comes back as a replica afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_master_killed_under_load_fails_over_and_nothing_is_sold_twice() {
-    const FANS: usize = 60;
-    const SEATS: u64 = 5000;
-    const BALANCE: i64 = 1_000_000;
-    if !common::clustered() {
-        eprintln!("runs on a Redis Cluster only (make test-cluster)");
+    let Some((_one, app, concert, schedule, fans)) = cluster_sale().await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let app = TestApp::spawn_with(env()).await;
-    let (concert, schedule) = app.new_concert(SEATS as i64, PRICE).await;
-    let mut fans = users(&app, FANS, BALANCE).await;
-    admit_all(&app, &mut fans, concert).await;
+    };
     let master = master_of(&app.keys().concert_tag(concert));
 
     let mut promoted = String::new();
     let mut gap = Duration::ZERO;
     let (app_, promoted_, gap_) = (&app, &mut promoted, &mut gap);
-    let log = load_with(&app, &fans, concert, schedule, SEATS, 16, |phase| {
+    let log = load_with(&app, &fans, concert, schedule, CLUSTER_SEATS, 16, |phase| {
         let (app, promoted, gap) = (app_, promoted_, gap_);
         async move {
             tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1093,7 +1102,7 @@ async fn a_cluster_master_killed_under_load_fails_over_and_nothing_is_sold_twice
     let charged = charged_by(&app, &fans).await;
     assert_nothing_lost(&app, concert, schedule, &log.paid, &charged).await;
     eprintln!(
-        "chaos cluster failover: master {master} killed, replica {} promoted; {FANS} fans, {} requests ({}); \
+        "chaos cluster failover: master {master} killed, replica {} promoted; {CLUSTER_FANS} fans, {} requests ({}); \
          answers in the {gap:.1?} gap: {}; payments after it: {}; slowest answer {:.1?}; \
          {} sold, map = sales, ledger ok",
         promoted.trim(),

@@ -85,11 +85,12 @@ pub fn gzip<'a>(pieces: impl IntoIterator<Item = &'a Piece>) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Read;
 
-    fn gunzip(body: &[u8]) -> Vec<u8> {
+    /// A gzip body decompressed (its CRC and length checked), or a panic.
+    pub(crate) fn gunzip(body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(body)
             .read_to_end(&mut out)

@@ -377,6 +377,7 @@ async fn load(pg: &PgPool, schedule_id: i64) -> Result<SeatCatalog> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::gzip::tests::gunzip;
 
     fn catalog(numbers: &[i32]) -> SeatCatalog {
         let seats = numbers
@@ -436,15 +437,6 @@ mod tests {
                 .unwrap()
                 .contains(r#""seat_no":1,"price":1000,"status":"HELD""#)
         );
-    }
-
-    fn gunzip(body: &[u8]) -> Vec<u8> {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut out)
-            .expect("a valid gzip member");
-        out
     }
 
     /// Bitmaps from a seed: each seat sold, held or neither.
