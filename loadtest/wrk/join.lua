@@ -1,10 +1,25 @@
 -- POST /queue/tokens: every request a new fan (a fresh identity from jwts.txt).
+-- JOIN_OFFSET: identities used before (the run starts after them);
+-- JOIN_LIMIT (optional): keep only that many identities from there, so a run
+-- over a file of ten million (make scale SCALE_WAITING=10000000) holds a
+-- window of it in memory, not all of it.
 local jwts, i, body
 function init(args)
   jwts = {}
-  for line in io.lines(os.getenv("BENCH_DATA") .. "/jwts.txt") do jwts[#jwts + 1] = line end
-  -- Where this run starts in the list (JOIN_OFFSET: identities used before).
-  i = tonumber(os.getenv("JOIN_OFFSET") or "0")
+  local offset = tonumber(os.getenv("JOIN_OFFSET") or "0")
+  local limit = tonumber(os.getenv("JOIN_LIMIT") or "0")
+  local n = 0
+  for line in io.lines(os.getenv("BENCH_DATA") .. "/jwts.txt") do
+    n = n + 1
+    if limit == 0 then
+      jwts[#jwts + 1] = line
+    elseif n > offset then
+      jwts[#jwts + 1] = line
+      if #jwts >= limit then break end
+    end
+  end
+  i = offset
+  if limit > 0 then i = 0 end
   body = '{"concert_id":' .. os.getenv("WAITING_CONCERT") .. '}'
 end
 function request()
