@@ -27,8 +27,8 @@ impl SeatMap {
     }
 
     /// The rendered map gzipped (once per map; None if compression failed).
-    pub fn gzip(&self, map: &RenderedMap) -> Option<Bytes> {
-        self.catalog.gzip(map)
+    pub async fn gzip(&self, map: &RenderedMap) -> Option<Bytes> {
+        self.catalog.gzip(map).await
     }
 }
 

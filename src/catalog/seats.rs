@@ -25,7 +25,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 /// Schedules whose catalog one process keeps (the largest is ~10 MB).
@@ -84,7 +84,7 @@ pub struct RenderedMap {
     held: Bytes,
     only: Option<SeatStatus>,
     pub json: Bytes,
-    gzip: Arc<OnceLock<Option<Bytes>>>,
+    gzip: Arc<OnceCell<Option<Bytes>>>,
 }
 
 /// A map's filter and a run of [`GZIP_SEATS`] seats (its number).
@@ -189,18 +189,29 @@ impl SeatCatalog {
     }
 
     /// `map`'s JSON gzipped, made once per map and shared like it (None if
-    /// compression failed: the reader gets the JSON as it is).
-    pub fn gzip(&self, map: &RenderedMap) -> Option<Bytes> {
+    /// compression failed: the reader gets the JSON as it is). Made on the
+    /// blocking pool, and its other readers wait without holding a worker:
+    /// a schedule's first map is some fifty pieces to compress.
+    pub async fn gzip(self: &Arc<Self>, map: &RenderedMap) -> Option<Bytes> {
         map.gzip
             .get_or_init(|| {
-                self.gzip_statuses(&self.statuses(&map.sold, &map.held), map.only)
-                    .map_err(
-                        |e| tracing::warn!(error = %e, "seat map: gzip failed; sending it plain"),
-                    )
-                    .ok()
-                    .map(Bytes::from)
+                let (catalog, map) = (self.clone(), map.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || catalog.gzip_now(&map))
+                        .await
+                        .ok()
+                        .flatten()
+                }
             })
+            .await
             .clone()
+    }
+
+    fn gzip_now(&self, map: &RenderedMap) -> Option<Bytes> {
+        self.gzip_statuses(&self.statuses(&map.sold, &map.held), map.only)
+            .map_err(|e| tracing::warn!(error = %e, "seat map: gzip failed; sending it plain"))
+            .ok()
+            .map(Bytes::from)
     }
 
     /// The gzip of `render(statuses, only)`, from a piece per [`GZIP_SEATS`]
@@ -456,12 +467,12 @@ mod tests {
         (Bytes::from(sold), Bytes::from(held))
     }
 
-    #[test]
-    fn the_gzipped_map_is_the_map_and_only_changed_pieces_are_compressed_again() {
+    #[tokio::test]
+    async fn the_gzipped_map_is_the_map_and_only_changed_pieces_are_compressed_again() {
         // Three pieces and a bit (GZIP_SEATS a piece), sparse seat numbers.
         let n = 3 * GZIP_SEATS + 5;
         let numbers: Vec<i32> = (0..n as i32).map(|i| i * 3 + 1).collect();
-        let c = catalog(&numbers);
+        let c = Arc::new(catalog(&numbers));
         for seed in [1, 2, 99] {
             let (sold, held) = bits(n, seed);
             for only in [
@@ -471,11 +482,11 @@ mod tests {
                 Some(SeatStatus::Sold),
             ] {
                 let map = c.render_bits(&sold, &held, only);
-                let gz = c.gzip(&map).expect("compressed");
+                let gz = c.gzip(&map).await.expect("compressed");
                 assert_eq!(gunzip(&gz), map.json, "seed {seed}, {only:?}");
                 assert!(gz.len() * 4 < map.json.len() || map.json.len() < 100);
                 assert_eq!(
-                    c.gzip(&map).unwrap().as_ptr(),
+                    c.gzip(&map).await.unwrap().as_ptr(),
                     gz.as_ptr(),
                     "made once per map"
                 );
@@ -484,14 +495,14 @@ mod tests {
         // One seat of the second piece sold: only that piece is made again.
         let (sold, held) = bits(n, 5);
         let before = c.render_bits(&sold, &held, None);
-        c.gzip(&before).unwrap();
+        c.gzip(&before).await.unwrap();
         let piece = |run: usize| c.pieces.lock().unwrap()[&(None, run)].clone();
         let kept = [piece(0), piece(1), piece(2), piece(3)];
         let mut changed = sold.to_vec();
         changed[(GZIP_SEATS + 3) / 8] ^= 0x80 >> ((GZIP_SEATS + 3) % 8);
         let changed = Bytes::from(changed);
         let after = c.render_bits(&changed, &held, None);
-        assert_eq!(gunzip(&c.gzip(&after).unwrap()), after.json);
+        assert_eq!(gunzip(&c.gzip(&after).await.unwrap()), after.json);
         for (run, kept) in kept.iter().enumerate() {
             assert_eq!(Arc::ptr_eq(&piece(run), kept), run != 1, "piece {run}");
         }
@@ -500,12 +511,12 @@ mod tests {
         let everything_held = Bytes::from(vec![0xffu8; n.div_ceil(8)]);
         let none = Bytes::new();
         let all = c.render_bits(&none, &everything_held, Some(SeatStatus::Held));
-        assert_eq!(gunzip(&c.gzip(&all).unwrap()), all.json);
+        assert_eq!(gunzip(&c.gzip(&all).await.unwrap()), all.json);
         let mut fewer = everything_held.to_vec();
         fewer[..GZIP_SEATS / 8].fill(0);
         let fewer = c.render_bits(&none, &Bytes::from(fewer), Some(SeatStatus::Held));
-        assert_eq!(gunzip(&c.gzip(&fewer).unwrap()), fewer.json);
-        serde_json::from_slice::<serde_json::Value>(&gunzip(&c.gzip(&fewer).unwrap()))
+        assert_eq!(gunzip(&c.gzip(&fewer).await.unwrap()), fewer.json);
+        serde_json::from_slice::<serde_json::Value>(&gunzip(&c.gzip(&fewer).await.unwrap()))
             .expect("valid JSON");
     }
 

@@ -87,9 +87,11 @@ pub async fn seats(
     };
     let map = booking::seat_map(&app, user, pass.0.as_deref(), schedule_id).await?;
     let rendered = map.render(only);
-    let gzipped = accepts_gzip(&headers)
-        .then(|| map.gzip(&rendered))
-        .flatten();
+    let gzipped = if accepts_gzip(&headers) {
+        map.gzip(&rendered).await
+    } else {
+        None
+    };
     let mut response = match gzipped {
         Some(body) => {
             let mut response = json_response(StatusCode::OK, body);
@@ -106,23 +108,30 @@ pub async fn seats(
     Ok(response)
 }
 
-/// Whether `Accept-Encoding` takes gzip (`gzip` or `*`, with no `q=0`).
+/// Whether `Accept-Encoding` takes gzip: its `gzip` entry if it names one,
+/// else its `*` entry, with a q-value above 0 (none given is 1).
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any) = (None, None);
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            (name.eq_ignore_ascii_case("gzip") || name == "*")
-                && parts.all(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .is_none_or(|q| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0))
-                })
-        })
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+            .next()
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(q > 0.0);
+        } else if name == "*" {
+            any = Some(q > 0.0);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -316,6 +325,8 @@ mod tests {
         assert!(!accepts(&["gzip; q=0.000"]));
         assert!(!accepts(&["gzip;q=x"]));
         assert!(!accepts(&["xgzip"]));
+        assert!(!accepts(&["gzip;q=0, *"]), "gzip named and refused");
+        assert!(accepts(&["*;q=0.1, identity"]));
     }
 
     /// The seat map is rendered by hand: it must read as the document's [`SeatMap`].
