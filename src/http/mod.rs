@@ -83,19 +83,29 @@ pub fn router(app: Arc<AppState>) -> Router {
 }
 
 /// The layers every route passes, innermost first. `Router::layer` wraps each
-/// route on its own, so every layer sees the matched route template.
+/// route on its own, so every layer sees the matched route template. They go
+/// on as two stacks, not five layers: each `Router::layer` boxes the route and
+/// every request's future once more. (tower-http's three answer with bodies of
+/// their own, the axum middleware wants axum's `Response`: the box between the
+/// two stacks turns one into the other.)
 fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        // Outside everything that may answer with a bare error body.
-        .layer(map_response(envelope_bare_errors))
-        // Outermost, so it counts the status the client finally gets.
-        .layer(from_fn(crate::telemetry::track_request))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+        .layer(
+            tower::ServiceBuilder::new()
+                // Outermost, so it counts the status the client finally gets.
+                .layer(from_fn(crate::telemetry::track_request))
+                // Outside everything that may answer with a bare error body.
+                .layer(map_response(envelope_bare_errors)),
+        )
 }
 
 /// The safety net: an error response that some layer or library produced with a
