@@ -159,9 +159,11 @@ wrk_bench() { # wrk_bench <label> <script> <url> [note]
   # the join run then starts past the identities the warm-up used.
   { time JOIN_OFFSET=0 WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
     wrk -t1 -c"$CONNS" -d1s -s "loadtest/wrk/$2" "$3" >/dev/null 2>&1; } 2>"$work/time.warmup"
+  local before; before=$(cpu_now)
   local out; out=$( { time JOIN_OFFSET=$WARMUP_IDENTITIES WRK_DIR="$root/loadtest/wrk" BENCH_DATA="$work" \
     wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "loadtest/wrk/$2" "$3" 2>&1; } 2>"$work/time")
   driver_cpu "$1"
+  service_cpu "$1" "$before" "$(cpu_now)" "$(awk '/requests in/ {print $1}' <<<"$out")"
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -179,6 +181,20 @@ TIMEFORMAT='%U %S'
 driver_cpu() {
   awk -v k="$1" 'NR == 1 {w = $1 + $2; next} {printf "%s|%.2f\n", k, $1 + $2 - w}' \
     "$work/time.warmup" "$work/time" >>"$work/cpu"
+}
+
+# cpu_now: "<server CPU s> <Redis CPU s>" now: boxoffice's user + system time
+# (/proc), Redis's (INFO cpu: all its threads).
+cpu_now() {
+  local tck; tck=$(getconf CLK_TCK)
+  awk -v t="$tck" '{printf "%.3f ", ($14 + $15) / t}' "/proc/$server_pid/stat"
+  rcli INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f\n", s}'
+}
+# service_cpu <label> <cpu_now before> <cpu_now after> <requests>: the server's
+# and Redis's CPU per request of a measured run, to $work/servicecpu (µs).
+service_cpu() {
+  awk -v k="$1" -v n="$4" -v b="$2" -v a="$3" 'BEGIN { split(b, x, " "); split(a, y, " ")
+    if (n > 0) printf "%s|%.1f|%.1f\n", k, (y[1] - x[1]) * 1e6 / n, (y[2] - x[2]) * 1e6 / n }' >>"$work/servicecpu"
 }
 
 # k6_bench <label> <bench> <data dir> [note]: loadtest/k6/bench.js with BENCH=<bench>
@@ -446,6 +462,29 @@ is rewritten, and the fan's hold count stays at one, under its limit). redis-ben
 record and its queue entry different tokens (the same commands, not a coherent state). Primitives: ZADD
 of random members (join's place in the queue), GET of one small key (poll's read, and the seat map's,
 whose bitmaps are absent here), SET NX PX over the same seat count (the hold's taking of the seat)."
+  if [ -s "$work/servicecpu" ]; then
+    # Where each HTTP request's CPU went, all processes on the same cores:
+    # what the throughput ratios above cannot separate.
+    echo
+    echo "| CPU µs per request (wrk runs) | req/s | boxoffice | Redis | wrk | all three | req/s $(nproc) cores allow at that cost |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'|' -v secs="$SECS" -v cores="$(nproc)" '
+      FILENAME == ARGV[1] { cpu[$1] = $2; next }
+      FILENAME == ARGV[2] { srv[$1] = $2; rds[$1] = $3; order[++n] = $1; next }
+      { rps[$1] = $2 }
+      END {
+        for (i = 1; i <= n; i++) {
+          k = order[i]
+          if (!(k in rps) || rps[k] <= 0) continue
+          w = cpu[k] * 1e6 / (rps[k] * (secs - 1)); all = srv[k] + rds[k] + w
+          printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f |\n", k, rps[k], srv[k], rds[k], w, all, cores * 1e6 / all
+        }
+      }' "$work/cpu" "$work/servicecpu" "$rows"
+    echo
+    echo "Each process's user + system CPU over the measured run ÷ the requests answered (boxoffice and wrk from
+/proc and bash's \`time\`, Redis from \`INFO cpu\`); the last column is what the cores could answer if
+nothing else ran and nothing waited. boxoffice's column is the service's own cost per request."
+  fi
   if [ "$DRIVER" = both ]; then
     # Each path by wrk and by k6 on the same server; the CPU is the load
     # generator's own, per request, over SECS - 1 s (driver_cpu).

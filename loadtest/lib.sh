@@ -96,7 +96,7 @@ build_all() {
 # database bo_<run>_<name> and the Redis prefix <run>-<name> (then in $prefix).
 # Rate limits are off (RATE_LIMITS=off): load tools make thousands of users
 # from one address and poll and hold as fast as they can; pass RATE_LIMITS=on
-# to measure them.
+# to measure them. Its pid is then in $server_pid.
 start_boxoffice() {
   local name=$1 port=$2 db
   db="bo_${run//[^a-z0-9]/_}_$name"
@@ -108,6 +108,7 @@ start_boxoffice() {
       REDIS_PREFIX="$prefix" AUTH_SECRET="$SECRET" ADMIN_KEY="$ADMIN" RUST_LOG=warn RATE_LIMITS=off "$@" \
       target/release/boxoffice serve >"$work/$name.log" 2>&1 &
   pids+=($!)
+  server_pid=$!
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && return
     sleep 0.2
