@@ -3,11 +3,15 @@
 //!
 //!   BO_HOST=… boxoffice-load prepare <dir> booking   # fans ACTIVE on a fast-admitting server
 //!   BO_HOST=… boxoffice-load prepare <dir> waiting   # fans WAITING on a server that admits nobody
+//!   BO_HOST=… WAITING_CONCERT=… boxoffice-load prepare <dir> tail   # more of them, at the queue's tail
 //!
 //! `booking` writes `booking.env` (CONCERT, HOLD_SCHEDULE of 100 000 seats,
 //! MAP_SCHEDULE of 50 000 seats) and `active.txt` (`<bearer>\t<token>` per
 //! fan). `waiting` writes `waiting.env`, `waiting.txt` (the same, WAITING) and
-//! `jwts.txt` (fresh identities, one join each).
+//! `jwts.txt` (fresh identities, one join each). `tail` joins 5 000 new fans to
+//! the queue of `WAITING_CONCERT` and writes their `waiting.txt`: `make scale`
+//! polls them once the queue is long (a place far back costs more to count than
+//! one at the head).
 
 use crate::fan;
 use std::fmt::Write as _;
@@ -20,7 +24,7 @@ const FRESH_IDENTITIES: usize = 400_000;
 
 pub async fn run(args: &[String]) -> Result<(), String> {
     let [dir, kind] = args else {
-        return Err("usage: boxoffice-load prepare <dir> booking|waiting".into());
+        return Err("usage: boxoffice-load prepare <dir> booking|waiting|tail".into());
     };
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let host = fan::env("BO_HOST", "http://127.0.0.1:8080");
@@ -57,6 +61,11 @@ pub async fn run(args: &[String]) -> Result<(), String> {
                 let _ = writeln!(jwts, "{}", fan::mint().1);
             }
             write(dir, "jwts.txt", &jwts)?;
+        }
+        "tail" => {
+            let concert = fan::env_i64("WAITING_CONCERT").ok_or("tail needs WAITING_CONCERT")?;
+            let fans = join_many(&client, &host, concert, WAITING_FANS).await?;
+            write(dir, "waiting.txt", &lines(&fans))?;
         }
         other => return Err(format!("unknown kind {other:?}")),
     }
