@@ -138,17 +138,27 @@ end
 
 -- The tokens placed by arrival: bit `seq` of the bitmap `w` is set while that
 -- token waits there; `w .. ':n'` counts them per block of WBLOCK arrival
--- numbers (field: block number), in all (field 'all'), and keeps the lowest
--- arrival number that may still wait ('head'), and the idle sweep's epoch
--- length ('epoch') and last epoch swept ('swept'). One bit a token, and its place is a sum of a few
--- block counts and one BITCOUNT of at most WBLOCK bits.
+-- numbers (field: block number), per group of WGROUP blocks (field 'g' and
+-- the group number), in all (field 'all'), and keeps the lowest arrival
+-- number that may still wait ('head'), and the idle sweep's epoch length
+-- ('epoch') and last epoch swept ('swept'). One bit a token, and its place is
+-- a sum of at most WGROUP - 1 block counts, the group counts ahead (one per
+-- 1 048 576 arrivals) and one BITCOUNT of at most WBLOCK bits.
 local WBLOCK = 65536
+local WGROUP = 16
+
+-- The field counting block `block`'s group.
+local function w_group(block)
+  local field = 'g' .. digits(math.floor(block / WGROUP))
+  return field
+end
 
 -- Places `seq`; returns how many are placed by arrival now.
 local function w_add(w, seq)
   redis.call('SETBIT', w, seq, 1)
-  local n = w .. ':n'
-  redis.call('HINCRBY', n, digits(math.floor(seq / WBLOCK)), 1)
+  local n, block = w .. ':n', math.floor(seq / WBLOCK)
+  redis.call('HINCRBY', n, digits(block), 1)
+  redis.call('HINCRBY', n, w_group(block), 1)
   return redis.call('HINCRBY', n, 'all', 1)
 end
 
@@ -157,9 +167,11 @@ local function w_del(w, seq)
   if redis.call('SETBIT', w, seq, 0) == 0 then
     return false
   end
-  local n, block = w .. ':n', digits(math.floor(seq / WBLOCK))
-  if redis.call('HINCRBY', n, block, -1) <= 0 then
-    redis.call('HDEL', n, block)
+  local n, block = w .. ':n', math.floor(seq / WBLOCK)
+  for _, field in ipairs({digits(block), w_group(block)}) do
+    if redis.call('HINCRBY', n, field, -1) <= 0 then
+      redis.call('HDEL', n, field)
+    end
   end
   redis.call('HINCRBY', n, 'all', -1)
   return true
@@ -173,17 +185,23 @@ local function w_count(w)
   return tonumber(redis.call('HGET', w .. ':n', 'all')) or 0
 end
 
--- Tokens placed by arrival at arrival numbers up to `seq`, inclusive.
+-- Tokens placed by arrival at arrival numbers up to `seq`, inclusive: the
+-- whole groups ahead, the whole blocks ahead in its group, then its block's
+-- bits up to `seq`.
 local function w_upto(w, seq)
   local block = math.floor(seq / WBLOCK)
+  local group = math.floor(block / WGROUP)
+  local fields = {}
+  for g = 0, group - 1 do
+    fields[#fields + 1] = w_group(g * WGROUP)
+  end
+  for b = group * WGROUP, block - 1 do
+    fields[#fields + 1] = digits(b)
+  end
   local n = 0
-  if block > 0 then
-    local h = redis.call('HGETALL', w .. ':n')
-    for i = 1, #h, 2 do
-      local b = tonumber(h[i])
-      if b and b < block then
-        n = n + tonumber(h[i + 1])
-      end
+  if #fields > 0 then
+    for _, c in ipairs(redis.call('HMGET', w .. ':n', unpack(fields))) do
+      n = n + (tonumber(c) or 0)
     end
   end
   return n + redis.call('BITCOUNT', w, block * WBLOCK, seq, 'BIT')

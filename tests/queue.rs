@@ -123,6 +123,77 @@ async fn concurrent_joins_get_distinct_tokens_and_exact_places() {
     assert_eq!(polled["position"], joins[7].1["position"]);
 }
 
+/// A place is counted in three parts (whole groups of 1 048 576 arrival
+/// numbers, whole blocks of 65 536 in the fan's group, then bits of its own
+/// block: lua/lib.lua `w_upto`). Fans whose arrival numbers straddle those
+/// borders get exact places, and keep them exact as fans ahead leave and the
+/// head is admitted.
+#[tokio::test]
+async fn places_stay_exact_across_the_arrival_bitmaps_blocks_and_groups() {
+    const BLOCK: i64 = 65_536;
+    let app = TestApp::spawn_with(env(&[("ADMISSION_RATE", "1"), ("MAX_ACTIVE", "1")])).await;
+    let (concert, _) = app.new_concert(10, 100).await;
+    let (first_auth, first) = admitted(&app, concert).await.expect("admitted");
+    let redis = common::redis().await;
+    let arrivals = app.keys().queue(concert).arrivals();
+    // (auth, token), in arrival order.
+    let mut fans: Vec<(String, String)> = Vec::new();
+    for next in [3, BLOCK - 2, 16 * BLOCK - 1, 19 * BLOCK + 5, 40 * BLOCK - 2] {
+        let _: () = redis
+            .set(&arrivals, next - 1, None, None, false)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let (_, auth) = app.new_user().await;
+            let (status, body) = join(&app, &auth, concert).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            assert_eq!(body["position"], json!(fans.len() + 1), "{body}");
+            fans.push((auth, body["token"].as_str().unwrap().to_owned()));
+        }
+    }
+    let _ = redis.quit().await;
+    // Every waiting fan's poll reads its rank among those still waiting.
+    let check = |waiting: Vec<(String, String)>, step: &'static str| {
+        let app = &app;
+        async move {
+            let polls = join_all(waiting.iter().map(|(auth, token)| poll(app, auth, token))).await;
+            let places: Vec<&Value> = polls.iter().map(|body| &body["position"]).collect();
+            let want: Vec<Value> = (1..=waiting.len()).map(|n| json!(n)).collect();
+            assert_eq!(
+                places.into_iter().cloned().collect::<Vec<_>>(),
+                want,
+                "{step}"
+            );
+        }
+    };
+    check(fans.clone(), "as joined").await;
+    let leave = |auth: String, token: String| {
+        let app = &app;
+        async move {
+            let path = format!("/queue/tokens/{token}");
+            let (status, _) = app
+                .call(Method::DELETE, &path, &[("authorization", &auth)], None)
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+        }
+    };
+    // The middle of the three around arrival 16 × 65 536 leaves (its block and
+    // group counts drop), then the first of the last three.
+    for i in [7, 12] {
+        let (auth, token) = fans.remove(i);
+        leave(auth, token).await;
+    }
+    check(fans.clone(), "after two left").await;
+    // The ACTIVE fan leaves: the head of the queue is admitted (taken out of
+    // the bitmap by the admission tick), the rest move up one.
+    leave(first_auth, first).await;
+    let (auth, token) = fans.remove(0);
+    wait_for_status(&app, &auth, &token, "ACTIVE", Duration::from_secs(10))
+        .await
+        .expect("the head of the queue takes the freed slot");
+    check(fans, "after the head was admitted").await;
+}
+
 /// Rate 5/s and cap 12: admissions never run ahead of 5 × elapsed + 5 (plus a
 /// tick), reach exactly the cap and stay there; giving slots back lets the next in.
 #[tokio::test]
