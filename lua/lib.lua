@@ -137,29 +137,33 @@ local function gate(ref, user, now)
 end
 
 -- The tokens placed by arrival: bit `seq` of the bitmap `w` is set while that
--- token waits there; `w .. ':n'` counts them per block of WBLOCK arrival
--- numbers (field: block number), per group of WGROUP blocks (field 'g' and
--- the group number), in all (field 'all'), and keeps the lowest arrival
--- number that may still wait ('head'), and the idle sweep's epoch length
--- ('epoch') and last epoch swept ('swept'). One bit a token, and its place is
--- a sum of at most WGROUP - 1 block counts, the group counts ahead (one per
--- 1 048 576 arrivals) and one BITCOUNT of at most WBLOCK bits.
+-- token waits there. `w .. ':c'` counts them per block of WBLOCK arrival
+-- numbers and per group of WGROUP blocks, unsigned 32-bit counts read and
+-- written with BITFIELD: group g's count at index g * (WGROUP + 1), then its
+-- blocks' counts. `w .. ':n'` counts them in all (field 'all') and keeps the
+-- lowest arrival number that may still wait ('head'), and the idle sweep's
+-- epoch length ('epoch') and last epoch swept ('swept'). One bit a token, and
+-- its place is the counts of the groups ahead (one per 1 048 576 arrivals),
+-- at most WGROUP - 1 block counts and one BITCOUNT of at most WBLOCK bits.
+-- (The block counts were hash fields: a hash of 160 of them is still a
+-- listpack, searched in order, and a place at the tail of ten million read
+-- them all.)
 local WBLOCK = 65536
 local WGROUP = 16
 
--- The field counting block `block`'s group.
-local function w_group(block)
-  local field = 'g' .. digits(math.floor(block / WGROUP))
-  return field
+-- The BITFIELD offsets of block `block`'s group count and its own count.
+local function w_slots(block)
+  local base = math.floor(block / WGROUP) * (WGROUP + 1)
+  local group, own = '#' .. digits(base), '#' .. digits(base + 1 + block % WGROUP)
+  return group, own
 end
 
 -- Places `seq`; returns how many are placed by arrival now.
 local function w_add(w, seq)
   redis.call('SETBIT', w, seq, 1)
-  local n, block = w .. ':n', math.floor(seq / WBLOCK)
-  redis.call('HINCRBY', n, digits(block), 1)
-  redis.call('HINCRBY', n, w_group(block), 1)
-  return redis.call('HINCRBY', n, 'all', 1)
+  local group, block = w_slots(math.floor(seq / WBLOCK))
+  redis.call('BITFIELD', w .. ':c', 'INCRBY', 'u32', group, 1, 'INCRBY', 'u32', block, 1)
+  return redis.call('HINCRBY', w .. ':n', 'all', 1)
 end
 
 -- Takes `seq` out; false when it was not there.
@@ -167,13 +171,10 @@ local function w_del(w, seq)
   if redis.call('SETBIT', w, seq, 0) == 0 then
     return false
   end
-  local n, block = w .. ':n', math.floor(seq / WBLOCK)
-  for _, field in ipairs({digits(block), w_group(block)}) do
-    if redis.call('HINCRBY', n, field, -1) <= 0 then
-      redis.call('HDEL', n, field)
-    end
-  end
-  redis.call('HINCRBY', n, 'all', -1)
+  local group, block = w_slots(math.floor(seq / WBLOCK))
+  redis.call('BITFIELD', w .. ':c', 'OVERFLOW', 'SAT',
+    'INCRBY', 'u32', group, -1, 'INCRBY', 'u32', block, -1)
+  redis.call('HINCRBY', w .. ':n', 'all', -1)
   return true
 end
 
@@ -191,17 +192,22 @@ end
 local function w_upto(w, seq)
   local block = math.floor(seq / WBLOCK)
   local group = math.floor(block / WGROUP)
-  local fields = {}
+  local gets = {}
   for g = 0, group - 1 do
-    fields[#fields + 1] = w_group(g * WGROUP)
+    gets[#gets + 1] = 'GET'
+    gets[#gets + 1] = 'u32'
+    gets[#gets + 1] = '#' .. digits(g * (WGROUP + 1))
   end
   for b = group * WGROUP, block - 1 do
-    fields[#fields + 1] = digits(b)
+    local _, slot = w_slots(b)
+    gets[#gets + 1] = 'GET'
+    gets[#gets + 1] = 'u32'
+    gets[#gets + 1] = slot
   end
   local n = 0
-  if #fields > 0 then
-    for _, c in ipairs(redis.call('HMGET', w .. ':n', unpack(fields))) do
-      n = n + (tonumber(c) or 0)
+  if #gets > 0 then
+    for _, c in ipairs(redis.call('BITFIELD_RO', w .. ':c', unpack(gets))) do
+      n = n + c
     end
   end
   return n + redis.call('BITCOUNT', w, block * WBLOCK, seq, 'BIT')

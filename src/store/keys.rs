@@ -111,9 +111,11 @@ pub struct QueueKeys {
 
 impl QueueKeys {
     /// Bitmap: bit `n` is set while the token of arrival number `n` waits,
-    /// placed by arrival. `lua/lib.lua` keeps its counts (per block, in all)
-    /// in [`QueueKeys::waiting_counts`]; the scripts also build the token
-    /// records' buckets, the user index and the poll marks from the tag.
+    /// placed by arrival. `lua/lib.lua` keeps its count in all in
+    /// [`QueueKeys::waiting_counts`] and its counts per block and group of
+    /// arrival numbers in `<waiting>:c` (BITFIELD); the scripts also build
+    /// the token records' buckets, the user index and the poll marks from the
+    /// tag.
     pub fn waiting(&self) -> String {
         format!("{}:w", self.tag)
     }
