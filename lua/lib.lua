@@ -138,9 +138,9 @@ end
 
 -- The tokens placed by arrival: bit `seq` of the bitmap `w` is set while that
 -- token waits there. `w .. ':c'` counts them per block of WBLOCK arrival
--- numbers and per group of WGROUP blocks, unsigned 32-bit counts read and
--- written with BITFIELD: group g's count at index g * (WGROUP + 1), then its
--- blocks' counts. `w .. ':n'` counts them in all (field 'all') and keeps the
+-- numbers and per group of WGROUP blocks, unsigned 32-bit counts written with
+-- BITFIELD and read with GETRANGE: group g's count at index g * (WGROUP + 1),
+-- then its blocks' counts. `w .. ':n'` counts them in all (field 'all') and keeps the
 -- lowest arrival number that may still wait ('head'), and the idle sweep's
 -- epoch length ('epoch') and last epoch swept ('swept'). One bit a token, and
 -- its place is the counts of the groups ahead (one per 1 048 576 arrivals),
@@ -186,28 +186,29 @@ local function w_count(w)
   return tonumber(redis.call('HGET', w .. ':n', 'all')) or 0
 end
 
+-- The u32 at index `i` of a BITFIELD string `s` (big-endian; 0 past its end).
+local function u32_at(s, i)
+  local a, b, c, d = string.byte(s, i * 4 + 1, i * 4 + 4)
+  return (((a or 0) * 256 + (b or 0)) * 256 + (c or 0)) * 256 + (d or 0)
+end
+
 -- Tokens placed by arrival at arrival numbers up to `seq`, inclusive: the
 -- whole groups ahead, the whole blocks ahead in its group, then its block's
--- bits up to `seq`.
+-- bits up to `seq`. The counts come in one GETRANGE, decoded here: building
+-- a BITFIELD_RO GET per count cost Redis ~4 × as much (the arguments).
 local function w_upto(w, seq)
   local block = math.floor(seq / WBLOCK)
-  local group = math.floor(block / WGROUP)
-  local gets = {}
-  for g = 0, group - 1 do
-    gets[#gets + 1] = 'GET'
-    gets[#gets + 1] = 'u32'
-    gets[#gets + 1] = '#' .. digits(g * (WGROUP + 1))
-  end
-  for b = group * WGROUP, block - 1 do
-    local _, slot = w_slots(b)
-    gets[#gets + 1] = 'GET'
-    gets[#gets + 1] = 'u32'
-    gets[#gets + 1] = slot
-  end
   local n = 0
-  if #gets > 0 then
-    for _, c in ipairs(redis.call('BITFIELD_RO', w .. ':c', unpack(gets))) do
-      n = n + c
+  if block > 0 then
+    local group = math.floor(block / WGROUP)
+    local base = group * (WGROUP + 1)
+    local last = base + block % WGROUP
+    local counts = redis.call('GETRANGE', w .. ':c', 0, last * 4 + 3)
+    for g = 0, group - 1 do
+      n = n + u32_at(counts, g * (WGROUP + 1))
+    end
+    for i = base + 1, last do
+      n = n + u32_at(counts, i)
     end
   end
   return n + redis.call('BITCOUNT', w, block * WBLOCK, seq, 'BIT')
