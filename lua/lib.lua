@@ -140,14 +140,13 @@ end
 -- token waits there. `w .. ':c'` counts them per block of WBLOCK arrival
 -- numbers and per group of WGROUP blocks, unsigned 32-bit counts written with
 -- BITFIELD and read with GETRANGE: group g's count at index g * (WGROUP + 1),
--- then its blocks' counts. `w .. ':n'` counts them in all (field 'all') and keeps the
--- lowest arrival number that may still wait ('head'), and the idle sweep's
--- epoch length ('epoch') and last epoch swept ('swept'). One bit a token, and
--- its place is the counts of the groups ahead (one per 1 048 576 arrivals),
--- at most WGROUP - 1 block counts and one BITCOUNT of at most WBLOCK bits.
--- (The block counts were hash fields: a hash of 160 of them is still a
--- listpack, searched in order, and a place at the tail of ten million read
--- them all.)
+-- then its blocks' counts (not hash fields: a hash of a few hundred stays a
+-- listpack, searched in order). `w .. ':n'` counts them in all (field 'all')
+-- and keeps the lowest arrival number that may still wait ('head'), and the
+-- idle sweep's epoch length ('epoch') and last epoch swept ('swept'). One bit
+-- a token, and its place is the counts of the groups ahead (one per 1 048 576
+-- arrivals), at most WGROUP - 1 block counts and one BITCOUNT of at most
+-- WBLOCK bits.
 local WBLOCK = 65536
 local WGROUP = 16
 
